@@ -1,0 +1,49 @@
+#include "engine/loaded_model.h"
+
+#include "util/thread_pool.h"
+
+#include <fmt/format.h>
+
+#include <map>
+
+namespace flashmoe {
+
+std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& path) {
+    auto m = std::make_unique<LoadedModel>();
+    m->path_ = path;
+    m->checkpoint_ = HfCheckpoint::open(path);
+    m->forward_ = std::make_unique<Qwen35Moe>(m->checkpoint_->config(), m->checkpoint_->dense(),
+                                              m->checkpoint_->experts(), &default_pool());
+    return m;
+}
+
+WeightSummary LoadedModel::summary() const {
+    WeightSummary s;
+    std::map<std::string, size_t> formats;  // "dtype" -> bytes, over used tensors
+    for (auto& [name, t] : checkpoint_->tensors().tensors()) {
+        ++s.tensor_count;
+        if (name.find("visual.") != std::string::npos || name.rfind("mtp.", 0) == 0 ||
+            name.find(".mtp.") != std::string::npos) {
+            s.ignored_bytes += t.bytes;
+            continue;
+        }
+        bool expert = name.find(".mlp.experts.") != std::string::npos || name.find(".switch_mlp.") != std::string::npos;
+        (expert ? s.expert_bytes : s.dense_bytes) += t.bytes;
+        formats[std::string(dtype_name(t.dtype))] += t.bytes;
+    }
+    const ModelConfig& c = config();
+    if (c.quantization) {
+        s.quantization = fmt::format("mlx affine {}-bit, group {}", c.quantization->defaults.bits,
+                                     c.quantization->defaults.group_size);
+        size_t overrides = 0;
+        for (auto& [path, q] : c.quantization->overrides) overrides += q ? 1 : 0;
+        if (overrides) s.quantization += fmt::format(" ({} per-layer overrides)", overrides);
+    } else {
+        std::string list;
+        for (auto& [dt, bytes] : formats) list += (list.empty() ? "" : ", ") + dt;
+        s.quantization = "none (" + list + ")";
+    }
+    return s;
+}
+
+}  // namespace flashmoe

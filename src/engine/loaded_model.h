@@ -1,0 +1,38 @@
+// A model ready to run: whatever was opened (an HF / MLX snapshot directory today), its config,
+// weights, expert source and the forward built on them. Owns every memory map the views use.
+// Opening fails with flashmoe::Error naming the file or tensor at fault.
+#pragma once
+
+#include "model/hf_checkpoint.h"
+#include "model/qwen35moe.h"
+
+#include <memory>
+#include <string>
+
+namespace flashmoe {
+
+struct WeightSummary {
+    size_t tensor_count = 0;
+    size_t dense_bytes = 0;    // everything the forward keeps resident
+    size_t expert_bytes = 0;   // routed experts
+    size_t ignored_bytes = 0;  // vision tower, multi-token-prediction head
+    std::string quantization;  // "none (bf16)", "mlx affine 4-bit, group 64 (...)", ...
+};
+
+class LoadedModel {
+public:
+    static std::unique_ptr<LoadedModel> open(const std::string& path);
+
+    const ModelConfig& config() const { return checkpoint_->config(); }
+    Qwen35Moe& forward() { return *forward_; }
+    const std::string& path() const { return path_; }
+    const HfCheckpoint& checkpoint() const { return *checkpoint_; }
+    WeightSummary summary() const;
+
+private:
+    std::string path_;
+    std::unique_ptr<HfCheckpoint> checkpoint_;
+    std::unique_ptr<Qwen35Moe> forward_;
+};
+
+}  // namespace flashmoe
