@@ -29,7 +29,7 @@ CommandRegistration reg("info", [](CLI::App& app) -> std::function<int()> {
         int64_t attn = 0;
         for (auto k : c.layer_kinds) attn += k == LayerKind::Attention;
         fmt::print("model:            {}\n", model->path());
-        fmt::print("layout:           {}\n", name_layout_name(model->checkpoint().layout()));
+        fmt::print("layout:           {}\n", model->layout_description());
         fmt::print("layers:           {} ({} Gated DeltaNet, {} gated attention)\n", c.num_layers, c.num_layers - attn, attn);
         fmt::print("hidden size:      {}\n", c.hidden_size);
         fmt::print("vocabulary:       {}\n", c.vocab_size);

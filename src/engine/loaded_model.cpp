@@ -1,5 +1,6 @@
 #include "engine/loaded_model.h"
 
+#include "store/packed_writer.h"
 #include "util/thread_pool.h"
 
 #include <fmt/format.h>
@@ -8,18 +9,38 @@
 
 namespace flashmoe {
 
-std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& path) {
+std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& path, const ExpertStoreOptions& options) {
     auto m = std::make_unique<LoadedModel>();
     m->path_ = path;
-    m->checkpoint_ = HfCheckpoint::open(path);
-    m->forward_ = std::make_unique<Qwen35Moe>(m->checkpoint_->config(), m->checkpoint_->dense(),
-                                              m->checkpoint_->experts(), &default_pool());
+    if (is_packed_model(path)) {
+        m->packed_ = PackedModel::open(path, options);
+        m->config_ = &m->packed_->config();
+        m->forward_ = std::make_unique<Qwen35Moe>(m->packed_->config(), m->packed_->dense(), m->packed_->experts(),
+                                                  &default_pool());
+    } else {
+        m->checkpoint_ = HfCheckpoint::open(path);
+        m->config_ = &m->checkpoint_->config();
+        m->forward_ = std::make_unique<Qwen35Moe>(m->checkpoint_->config(), m->checkpoint_->dense(),
+                                                  m->checkpoint_->experts(), &default_pool());
+    }
     return m;
+}
+
+std::string LoadedModel::layout_description() const {
+    if (packed_) return fmt::format("flashmoe packed v{} (experts streamed from disk)", kPackedVersion);
+    return std::string(name_layout_name(checkpoint_->layout()));
 }
 
 WeightSummary LoadedModel::summary() const {
     WeightSummary s;
     std::map<std::string, size_t> formats;  // "dtype" -> bytes, over used tensors
+    if (packed_) {
+        s.tensor_count = packed_->dense_tensors().tensors().size() + size_t(config().num_layers) * 3;
+        for (auto& [name, t] : packed_->dense_tensors().tensors()) s.dense_bytes += t.bytes;
+        s.expert_bytes = packed_->expert_bytes();
+        s.quantization = packed_->manifest().value("info", nlohmann::json::object()).value("quantization", "unknown");
+        return s;
+    }
     for (auto& [name, t] : checkpoint_->tensors().tensors()) {
         ++s.tensor_count;
         if (name.find("visual.") != std::string::npos || name.rfind("mtp.", 0) == 0 ||

@@ -1,10 +1,12 @@
-// A model ready to run: whatever was opened (an HF / MLX snapshot directory today), its config,
-// weights, expert source and the forward built on them. Owns every memory map the views use.
-// Opening fails with flashmoe::Error naming the file or tensor at fault.
+// A model ready to run: a packed model (experts streamed through an ExpertStore) or an HF / MLX
+// snapshot directory (everything memory-mapped and resident), its config, weights, expert source and
+// the forward built on them. Owns every memory map the views use. Opening fails with
+// flashmoe::Error naming the file or tensor at fault.
 #pragma once
 
 #include "model/hf_checkpoint.h"
 #include "model/qwen35moe.h"
+#include "store/packed_model.h"
 
 #include <memory>
 #include <string>
@@ -21,17 +23,21 @@ struct WeightSummary {
 
 class LoadedModel {
 public:
-    static std::unique_ptr<LoadedModel> open(const std::string& path);
+    static std::unique_ptr<LoadedModel> open(const std::string& path, const ExpertStoreOptions& options = {});
 
-    const ModelConfig& config() const { return checkpoint_->config(); }
+    const ModelConfig& config() const { return *config_; }
+    bool is_packed() const { return packed_ != nullptr; }
+    ExpertStore* expert_store() { return packed_ ? &packed_->experts() : nullptr; }
     Qwen35Moe& forward() { return *forward_; }
     const std::string& path() const { return path_; }
-    const HfCheckpoint& checkpoint() const { return *checkpoint_; }
+    std::string layout_description() const;
     WeightSummary summary() const;
 
 private:
     std::string path_;
-    std::unique_ptr<HfCheckpoint> checkpoint_;
+    const ModelConfig* config_ = nullptr;
+    std::unique_ptr<HfCheckpoint> checkpoint_;  // one of these two
+    std::unique_ptr<PackedModel> packed_;
     std::unique_ptr<Qwen35Moe> forward_;
 };
 

@@ -1,0 +1,121 @@
+// ExpertStore: routed experts read from a packed model's expert files at token time, through a
+// cache bounded by a byte budget.
+//
+// For each layer the forward asks for the experts its router picked. Hits are handed over at once;
+// misses are read with parallel positional reads on a pool of I/O threads, and each expert is handed
+// to the forward as soon as its read completes, while the others are still in flight. Two modes:
+// page-cache (buffered pread: the OS page cache is a second cache tier) and direct (O_DIRECT into the
+// store's own aligned buffers: predictable memory, no double caching). The cache holds whole expert
+// records, evicting the least recently used unpinned one; it works with as little as one record
+// (experts then stream through it one by one).
+//
+// Thread-safety: with_experts is called by one thread at a time (the forward); stats may be read
+// from any thread. Failure: a read error or short read throws Error (kind Io) naming the file and
+// expert, after all reads in flight have finished; the store stays usable. Opening fails (BadModel)
+// when an expert file is missing or shorter than its records, or when the budget cannot hold one record.
+#pragma once
+
+#include "model/experts.h"
+#include "store/packed_format.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace flashmoe {
+
+enum class IoMode { PageCache, Direct };
+std::string_view io_mode_name(IoMode mode);
+IoMode parse_io_mode(const std::string& text);  // "page-cache" | "direct"; BadInput otherwise
+
+struct ExpertStoreOptions {
+    IoMode mode = IoMode::PageCache;
+    size_t cache_bytes = size_t(2) << 30;
+    int io_threads = 8;
+};
+
+struct ExpertStoreStats {
+    uint64_t requests = 0;     // experts asked for
+    uint64_t hits = 0;
+    uint64_t misses = 0;
+    uint64_t bytes_read = 0;
+    uint64_t reads = 0;
+    uint64_t in_flight_sum = 0;  // reads in flight summed at each submission (mean = sum / reads)
+    uint64_t max_in_flight = 0;
+    double io_wait_seconds = 0;  // time the forward waited for reads
+
+    double hit_rate() const { return requests ? double(hits) / double(requests) : 0; }
+    double mean_in_flight() const { return reads ? double(in_flight_sum) / double(reads) : 0; }
+};
+
+class ExpertStore final : public ExpertSource {
+public:
+    ExpertStore(const std::string& model_dir, int64_t num_layers, int64_t num_experts, const ExpertRecordLayout& layout,
+                const ExpertStoreOptions& options);
+    ~ExpertStore() override;
+
+    void with_experts(int64_t layer, std::span<const int32_t> ids,
+                      const std::function<void(size_t, const ExpertWeights&)>& use) override;
+
+    ExpertStoreStats stats() const;
+    void reset_stats();
+    size_t cache_capacity_records() const { return slots_.size(); }
+    size_t cached_records() const;
+    const ExpertRecordLayout& layout() const { return layout_; }
+
+private:
+    struct Slot {
+        uint8_t* buffer = nullptr;  // record_stride bytes, 4 KiB aligned, allocated on first use
+        int64_t key = -1;           // layer * num_experts + expert, or -1 when free
+        int pins = 0;
+        std::list<size_t>::iterator lru_pos;
+        bool in_lru = false;
+    };
+    struct ReadJob {
+        size_t slot;
+        size_t request_index;
+        int64_t layer, expert;
+    };
+    struct Completion {
+        ReadJob job;
+        std::string error;  // empty on success
+    };
+
+    int64_t key(int64_t layer, int64_t expert) const { return layer * num_experts_ + expert; }
+    bool take_slot(size_t* out);  // a free slot, or the LRU unpinned one evicted
+    void unpin(size_t slot);
+    void io_loop();
+    void read_record(const ReadJob& job, std::string* error);
+    ExpertWeights view(size_t slot) const;
+
+    std::string dir_;
+    int64_t num_layers_, num_experts_;
+    ExpertRecordLayout layout_;
+    ExpertStoreOptions options_;
+    std::vector<int> fds_;  // one per layer file
+
+    std::vector<Slot> slots_;
+    std::vector<size_t> free_slots_;
+    std::list<size_t> lru_;  // front = least recently used, unpinned slots only
+    std::unordered_map<int64_t, size_t> index_;
+
+    std::mutex queue_mutex_;
+    std::condition_variable queue_cv_, done_cv_;
+    std::deque<ReadJob> queue_;
+    std::deque<Completion> done_;
+    bool stopping_ = false;
+    std::vector<std::thread> io_threads_;
+
+    mutable std::mutex stats_mutex_;
+    ExpertStoreStats stats_;
+};
+
+}  // namespace flashmoe
