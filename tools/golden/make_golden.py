@@ -585,10 +585,12 @@ def summary(name, refs):
     lines = []
     for cname, ids, k, logits, new, diag in refs:
         flag = "ok" if diag_ok(diag) else "WARN"
+        top2 = np.sort(logits, -1)[:, -2:]
+        prompt_gap = float((top2[:, 1] - top2[:, 0]).min())  # argmax margin over prompt rows (printed only)
         lines.append(f"  {name:18s} {cname:9s} k={str(k):4s} prompt={len(ids):3d} "
                      f"greedy_rel_gap={diag['min_greedy_rel_gap']:.2e} router_gap={diag['min_router_gap']:.2e} "
                      f"tf_match={diag['teacher_forced_argmax_matches']} logit_std={diag['logits_std']:.2f} "
-                     f"decode/full={diag['decode_vs_full_forward_max_abs_diff']:.1e} {flag}")
+                     f"decode/full={diag['decode_vs_full_forward_max_abs_diff']:.1e} prompt_argmax_gap={prompt_gap:.1e} {flag}")
     return lines
 
 
