@@ -35,8 +35,12 @@ WeightSummary LoadedModel::summary() const {
     WeightSummary s;
     std::map<std::string, size_t> formats;  // "dtype" -> bytes, over used tensors
     if (packed_) {
-        s.tensor_count = packed_->dense_tensors().tensors().size() + size_t(config().num_layers) * 3;
-        for (auto& [name, t] : packed_->dense_tensors().tensors()) s.dense_bytes += t.bytes;
+        for (auto& [name, t] : packed_->dense_tensors().tensors()) {
+            if (name.rfind("__pad.", 0) == 0) continue;
+            ++s.tensor_count;
+            s.dense_bytes += t.bytes;
+        }
+        s.tensor_count += size_t(config().num_layers) * 3;  // stacked gate, up, down per layer
         s.expert_bytes = packed_->expert_bytes();
         s.quantization = packed_->manifest().value("info", nlohmann::json::object()).value("quantization", "unknown");
         return s;

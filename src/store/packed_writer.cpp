@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include <fmt/format.h>
+
 namespace flashmoe {
 
 namespace fs = std::filesystem;
@@ -83,8 +85,15 @@ void PackedWriter::declare_dense(const std::vector<DenseTensorSpec>& specs) {
     dense_specs_ = specs;
     json header = json::object();
     uint64_t offset = 0;
+    int pads = 0;
     for (auto& s : specs) {
-        offset = (offset + kDenseAlignment - 1) / kDenseAlignment * kDenseAlignment;
+        // safetensors wants the data contiguous: alignment gaps become small u8 padding tensors.
+        uint64_t aligned = (offset + kDenseAlignment - 1) / kDenseAlignment * kDenseAlignment;
+        if (aligned != offset) {
+            header[fmt::format("__pad.{}", pads++)] = {
+                {"dtype", "U8"}, {"shape", {aligned - offset}}, {"data_offsets", {offset, aligned}}};
+            offset = aligned;
+        }
         dense_offsets_.push_back(offset);
         header[s.name] = {{"dtype", safetensors_dtype(s.dtype)}, {"shape", s.shape}, {"data_offsets", {offset, offset + s.bytes()}}};
         offset += s.bytes();
