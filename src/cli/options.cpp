@@ -39,3 +39,51 @@ void add_sampling_flags(CLI::App* app, SamplingParams& p) {
 }
 
 }  // namespace flashmoe::cli
+
+#include "engine/loaded_model.h"
+#include "store/convert.h"
+#include "store/packed_writer.h"
+#include "util/progress.h"
+#include "util/sys.h"
+#include "util/thread_pool.h"
+
+#include <filesystem>
+
+namespace flashmoe::cli {
+
+void add_model_flags(CLI::App* app, ModelFlags& f) {
+    app->add_option("--io", f.io, "expert reads: page-cache (buffered) or direct (O_DIRECT)")->capture_default_str();
+    app->add_option("--cache", f.cache, "expert cache budget, e.g. 6GiB")->capture_default_str();
+    app->add_option("--io-threads", f.io_threads, "parallel expert reads")->capture_default_str();
+    app->add_option("--threads,-t", f.threads, "compute threads (0 = all cores)");
+    app->add_option("--quant", f.quant, "experts when converting a snapshot: auto, q4, q8, bf16")->capture_default_str();
+    app->add_flag("--no-convert", f.no_convert, "run a snapshot in place, all weights resident, no packed copy");
+}
+
+std::unique_ptr<LoadedModel> open_model(const std::string& path, const ModelFlags& f) {
+    if (f.threads < 0) fail(ErrorKind::BadInput, "--threads must not be negative");
+    if (f.io_threads < 1 || f.io_threads > 256) fail(ErrorKind::BadInput, "--io-threads must be between 1 and 256");
+    if (f.threads > 0) set_default_pool_threads(f.threads);
+    ExpertStoreOptions options;
+    options.mode = parse_io_mode(f.io);
+    options.cache_bytes = parse_size(f.cache, "--cache");
+    options.io_threads = f.io_threads;
+    if (!std::filesystem::is_directory(path)) fail(ErrorKind::BadInput, "{}: not a model directory", path);
+    if (is_packed_model(path) || f.no_convert) return LoadedModel::open(path, options);
+
+    std::string packed = packed_cache_path(path, f.quant);
+    if (!is_packed_model(packed)) {
+        std::filesystem::create_directories(std::filesystem::path(packed).parent_path());
+        fmt::print(stderr, "converting {} to {} (first use)\n", path, packed);
+        ProgressBar bar("convert");
+        ConvertOptions co;
+        co.quant = f.quant;
+        co.overwrite = true;
+        co.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
+        convert_to_packed(path, packed, co);
+        bar.finish();
+    }
+    return LoadedModel::open(packed, options);
+}
+
+}  // namespace flashmoe::cli

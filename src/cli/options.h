@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <memory>
+
 #include <string>
 #include <vector>
 
@@ -15,5 +17,30 @@ std::vector<int32_t> parse_ids(const std::string& text);
 
 // --temp --top-p --top-k --min-p --seed --repeat-penalty --presence-penalty --frequency-penalty
 void add_sampling_flags(CLI::App* app, SamplingParams& params);
+
+}  // namespace flashmoe::cli
+
+namespace flashmoe {
+class LoadedModel;
+}
+
+namespace flashmoe::cli {
+
+// How run/chat/serve/bench open a model: expert I/O and cache, and what to do with a snapshot.
+struct ModelFlags {
+    std::string io = "page-cache";
+    std::string cache = "2GiB";
+    int io_threads = 8;
+    int threads = 0;  // compute threads; 0 = all cores
+    std::string quant = "auto";
+    bool no_convert = false;
+};
+
+// --io --cache --io-threads --threads --quant --no-convert
+void add_model_flags(CLI::App* app, ModelFlags& flags);
+
+// Opens `path`: a packed model as is; an HF/MLX snapshot is converted into the packed cache on first
+// use (progress on stderr) and the packed copy opened, unless --no-convert keeps it resident.
+std::unique_ptr<LoadedModel> open_model(const std::string& path, const ModelFlags& flags);
 
 }  // namespace flashmoe::cli
