@@ -150,7 +150,8 @@ TEST(Streaming, ReadErrorMidGenerationIsAnIoErrorAndTheStoreRecovers) {
     auto m = LoadedModel::open(packed, ExpertStoreOptions{.mode = IoMode::PageCache, .cache_bytes = 1 << 20});
     // Truncate after opening: reads past the new end fail while the model is live.
     const auto file = fs::path(packed) / "experts/layer_000.bin";
-    std::string bytes((std::istreambuf_iterator<char>(std::ifstream(file, std::ios::binary))), {});
+    std::ifstream in(file, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     fs::resize_file(file, 0);
     auto state = m->forward().new_state();
     std::vector<float> logits;
