@@ -39,7 +39,7 @@ CommandRegistration reg("run", [](CLI::App& app) -> std::function<int()> {
         if (a->k < 0) fail(ErrorKind::BadInput, "--k must be positive");
         a->sampling.validate();
         auto model = open_model(a->model, a->model_flags);
-        auto state = model->forward().new_state();
+        Session session(model->forward());
         Sampler sampler(a->sampling);
         GenerateOptions go;
         go.max_new_tokens = a->n;
@@ -50,7 +50,7 @@ CommandRegistration reg("run", [](CLI::App& app) -> std::function<int()> {
         ExpertStoreStats at_start = store ? store->stats() : ExpertStoreStats{}, after_prompt = at_start;
         bool first = true;
         RunStats rs;
-        rs.generation = generate(model->forward(), state, ids, go, sampler, [&](int32_t token) {
+        rs.generation = generate(session, ids, go, sampler, [&](int32_t token) {
             if (first && store) after_prompt = store->stats();
             fmt::print("{}{}", first ? "" : ",", token);
             std::fflush(stdout);
@@ -58,6 +58,7 @@ CommandRegistration reg("run", [](CLI::App& app) -> std::function<int()> {
             return true;
         });
         fmt::print("\n");
+        std::fflush(stdout);
         if (a->stats) {
             rs.streamed = store != nullptr;
             if (store) {

@@ -7,21 +7,17 @@
 
 namespace flashmoe {
 
-GenerateStats generate(Qwen35Moe& model, SequenceState& state, std::span<const int32_t> prompt,
-                       const GenerateOptions& options, Sampler& sampler,
-                       const std::function<bool(int32_t)>& on_token) {
+GenerateStats generate(Session& session, std::span<const int32_t> prompt, const GenerateOptions& options,
+                       Sampler& sampler, const std::function<bool(int32_t)>& on_token) {
     using clock = std::chrono::steady_clock;
     if (prompt.empty()) fail(ErrorKind::BadInput, "the prompt is empty");
     GenerateStats stats;
     stats.prompt_tokens = int64_t(prompt.size());
     sampler.add_prompt(prompt);
 
-    ForwardOptions fo;
-    fo.k = options.k;
-    fo.logits = LogitsFor::Last;
     std::vector<float> logits;
     auto start = clock::now();
-    model.forward(state, prompt, fo, &logits);
+    stats.cached_tokens = session.prefill(prompt, options.boundaries, options.k, &logits).cached_tokens;
     auto decode_start = start;
 
     for (int64_t i = 0; i < options.max_new_tokens; ++i) {
@@ -37,7 +33,7 @@ GenerateStats generate(Qwen35Moe& model, SequenceState& state, std::span<const i
             break;
         }
         if (!keep_going || i + 1 == options.max_new_tokens) break;
-        model.forward(state, std::span<const int32_t>(&token, 1), fo, &logits);
+        session.step(token, options.k, &logits);
     }
     stats.decode_seconds = std::chrono::duration<double>(clock::now() - decode_start).count();
     return stats;

@@ -76,11 +76,11 @@ TEST_P(Golden, MatchesTransformers) {
 
     // Greedy generation, every token identical.
     std::vector<int32_t> want = c["greedy_new_ids"].get<std::vector<int32_t>>();
-    auto gen_state = model->forward().new_state();
+    Session session(model->forward());
     Sampler greedy(SamplingParams{.temperature = 0});
     std::vector<int32_t> got;
-    generate(model->forward(), gen_state, prompt,
-             GenerateOptions{.max_new_tokens = int64_t(want.size()), .k = k, .stop_tokens = {}}, greedy,
+    generate(session, prompt,
+             GenerateOptions{.max_new_tokens = int64_t(want.size()), .k = k, .stop_tokens = {}, .boundaries = {}}, greedy,
              [&](int32_t t) {
                  got.push_back(t);
                  return true;

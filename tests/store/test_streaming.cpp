@@ -46,9 +46,9 @@ Outputs run_model(LoadedModel& m) {
     Outputs out;
     auto state = m.forward().new_state();
     m.forward().forward(state, kPrompt, ForwardOptions{.k = 0, .logits = LogitsFor::All}, &out.logits);
-    auto gen = m.forward().new_state();
+    Session session(m.forward());
     Sampler greedy(SamplingParams{.temperature = 0});
-    generate(m.forward(), gen, kPrompt, GenerateOptions{.max_new_tokens = 12, .k = 0, .stop_tokens = {}}, greedy,
+    generate(session, kPrompt, GenerateOptions{.max_new_tokens = 12, .k = 0, .stop_tokens = {}, .boundaries = {}}, greedy,
              [&](int32_t t) {
                  out.greedy.push_back(t);
                  return true;

@@ -1,0 +1,116 @@
+#include "engine/session.h"
+
+#include "util/error.h"
+
+#include <algorithm>
+
+namespace flashmoe {
+
+Session::Session(Qwen35Moe& model, size_t max_snapshots)
+    : model_(model), max_snapshots_(std::max<size_t>(max_snapshots, 1)), state_(model.new_state()) {}
+
+void Session::reset() {
+    state_.reset();
+    tokens_.clear();
+    snapshots_.clear();
+    k_ = -1;
+}
+
+void Session::take_snapshot() {
+    if (!snapshots_.empty() && snapshots_.back().position == state_.position) return;
+    Snapshot s;
+    s.position = state_.position;
+    s.recurrent.resize(state_.layers.size());
+    for (size_t i = 0; i < state_.layers.size(); ++i) {
+        s.recurrent[i].conv = state_.layers[i].conv;
+        s.recurrent[i].recurrent = state_.layers[i].recurrent;
+    }
+    snapshots_.push_back(std::move(s));
+    if (snapshots_.size() > max_snapshots_) snapshots_.pop_front();
+}
+
+void Session::restore(const Snapshot& s) {
+    const ModelConfig& c = model_.config();
+    const size_t kv_row = size_t(c.num_kv_heads * c.head_dim);
+    for (size_t i = 0; i < state_.layers.size(); ++i) {
+        LayerState& L = state_.layers[i];
+        L.keys.resize(size_t(s.position) * kv_row);
+        L.values.resize(size_t(s.position) * kv_row);
+        L.conv = s.recurrent[i].conv;
+        L.recurrent = s.recurrent[i].recurrent;
+    }
+    state_.position = s.position;
+    tokens_.resize(size_t(s.position));
+    while (!snapshots_.empty() && snapshots_.back().position > s.position) snapshots_.pop_back();
+}
+
+void Session::run(std::span<const int32_t> tokens, int64_t k, LogitsFor which, std::vector<float>* logits) {
+    try {
+        model_.forward(state_, tokens, ForwardOptions{.k = k, .logits = which}, logits);
+    } catch (...) {
+        reset();
+        throw;
+    }
+    tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+}
+
+PrefillResult Session::prefill(std::span<const int32_t> prompt, std::span<const int64_t> boundaries, int64_t k,
+                               std::vector<float>* logits) {
+    if (prompt.empty()) fail(ErrorKind::BadInput, "the prompt is empty");
+    if (k != k_) reset();  // a state computed with other experts is not reusable
+    k_ = k;
+
+    // Longest shared prefix, leaving at least the last prompt token to run.
+    const size_t limit = prompt.size() - 1;
+    size_t common = 0;
+    while (common < limit && common < tokens_.size() && tokens_[common] == prompt[common]) ++common;
+    if (common < tokens_.size()) {
+        // The history diverges: go back to the latest snapshot within the shared prefix.
+        const Snapshot* best = nullptr;
+        for (auto& s : snapshots_)
+            if (size_t(s.position) <= common) best = &s;
+        if (best) {
+            restore(*best);
+        } else {
+            reset();
+            k_ = k;
+        }
+    }
+    PrefillResult result;
+    result.cached_tokens = int64_t(tokens_.size());
+
+    // Run the rest in pieces that end at the boundaries, snapshotting there.
+    size_t pos = tokens_.size();
+    std::vector<int64_t> cuts;
+    for (int64_t b : boundaries)
+        if (b > int64_t(pos) && b < int64_t(prompt.size())) cuts.push_back(b);
+    std::sort(cuts.begin(), cuts.end());
+    cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+    cuts.push_back(int64_t(prompt.size()));
+    for (int64_t cut : cuts) {
+        const bool last = cut == int64_t(prompt.size());
+        run(prompt.subspan(pos, size_t(cut) - pos), k, last ? LogitsFor::Last : LogitsFor::None, last ? logits : nullptr);
+        pos = size_t(cut);
+        if (!last) take_snapshot();
+    }
+    result.processed_tokens = int64_t(prompt.size()) - result.cached_tokens;
+    return result;
+}
+
+void Session::step(int32_t token, int64_t k, std::vector<float>* logits) {
+    if (k != k_) fail(ErrorKind::Internal, "session stepped with k {} after a prefill with k {}", k, k_);
+    run(std::span<const int32_t>(&token, 1), k, LogitsFor::Last, logits);
+}
+
+std::vector<int64_t> message_boundaries(std::span<const int32_t> tokens, int32_t im_end_id, int32_t newline_id) {
+    std::vector<int64_t> out;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        if (tokens[i] != im_end_id) continue;
+        size_t end = i + 1;
+        if (end < tokens.size() && tokens[end] == newline_id) ++end;
+        out.push_back(int64_t(end));
+    }
+    return out;
+}
+
+}  // namespace flashmoe

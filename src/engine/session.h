@@ -1,0 +1,65 @@
+// A conversation's running model state with prefix reuse. The session remembers which tokens its
+// state holds; a new prompt that extends them only runs its new tokens. Because the Gated DeltaNet
+// state cannot be rewound, the session also keeps snapshots of the recurrent state at chosen
+// positions (message boundaries); a prompt that diverges from the history restarts from the latest
+// snapshot inside the shared prefix (attention KV caches are simply truncated). Used by chat and the
+// server alike.
+//
+// One thread at a time. Errors from the forward propagate; the session then resets itself (its
+// state may be partly updated), so the next call starts clean.
+#pragma once
+
+#include "model/qwen35moe.h"
+#include "model/state.h"
+
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <vector>
+
+namespace flashmoe {
+
+struct PrefillResult {
+    int64_t cached_tokens = 0;     // prompt tokens whose work was reused
+    int64_t processed_tokens = 0;  // prompt tokens run through the model now
+};
+
+class Session {
+public:
+    explicit Session(Qwen35Moe& model, size_t max_snapshots = 8);
+
+    // Feeds `prompt`, reusing the longest cached prefix (never all of it: the last token always runs,
+    // to produce its logits), snapshotting at each position in `boundaries`, and writes the logits
+    // of the last prompt token.
+    PrefillResult prefill(std::span<const int32_t> prompt, std::span<const int64_t> boundaries, int64_t k,
+                          std::vector<float>* logits);
+    // Feeds one more token (a generated one) and writes its logits.
+    void step(int32_t token, int64_t k, std::vector<float>* logits);
+
+    const std::vector<int32_t>& tokens() const { return tokens_; }
+    size_t snapshot_count() const { return snapshots_.size(); }
+    void reset();
+    Qwen35Moe& model() { return model_; }
+
+private:
+    struct Snapshot {
+        int64_t position = 0;
+        std::vector<LayerState> recurrent;  // DeltaNet layers' conv and recurrent state (KV left empty)
+    };
+    void take_snapshot();
+    void restore(const Snapshot& s);
+    void run(std::span<const int32_t> tokens, int64_t k, LogitsFor which, std::vector<float>* logits);
+
+    Qwen35Moe& model_;
+    size_t max_snapshots_;
+    SequenceState state_;
+    std::vector<int32_t> tokens_;
+    std::deque<Snapshot> snapshots_;  // ascending position
+    int64_t k_ = -1;                  // routed experts the state was computed with
+};
+
+// Positions just after each `<|im_end|>` (and the newline token that follows it, if any) in
+// `tokens`: where a chat prompt's messages end, and where snapshots pay off.
+std::vector<int64_t> message_boundaries(std::span<const int32_t> tokens, int32_t im_end_id, int32_t newline_id);
+
+}  // namespace flashmoe

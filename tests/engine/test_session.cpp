@@ -1,0 +1,98 @@
+// Session prefix reuse gives exactly the logits of a fresh run, whether the new prompt extends the
+// history, diverges after a snapshot, or diverges before any snapshot.
+#include "engine/generate.h"
+#include "engine/loaded_model.h"
+#include "engine/session.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+using namespace flashmoe;
+
+namespace {
+
+const std::string kModel = std::string(FLASHMOE_TEST_DATA) + "/golden/basic";
+
+std::vector<float> fresh_logits(LoadedModel& m, const std::vector<int32_t>& prompt) {
+    Session s(m.forward());
+    std::vector<float> logits;
+    s.prefill(prompt, {}, 0, &logits);
+    return logits;
+}
+
+void expect_same(const std::vector<float>& a, const std::vector<float>& b) {
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0);
+}
+
+}  // namespace
+
+TEST(Session, ExtendingPromptRunsOnlyNewTokens) {
+    auto m = LoadedModel::open(kModel);
+    Session s(m->forward());
+    std::vector<int32_t> first = {5, 6, 7, 8, 9, 10};
+    std::vector<int32_t> second = {5, 6, 7, 8, 9, 10, 11, 12, 13};
+    std::vector<float> logits;
+    auto r1 = s.prefill(first, {}, 0, &logits);
+    EXPECT_EQ(r1.cached_tokens, 0);
+    auto r2 = s.prefill(second, {}, 0, &logits);
+    EXPECT_EQ(r2.cached_tokens, 6);
+    EXPECT_EQ(r2.processed_tokens, 3);
+    expect_same(logits, fresh_logits(*m, second));
+}
+
+TEST(Session, SamePromptTwiceRerunsOnlyTheLastToken) {
+    auto m = LoadedModel::open(kModel);
+    Session s(m->forward());
+    std::vector<int32_t> p = {1, 2, 3, 4};
+    std::vector<float> logits;
+    s.prefill(p, {}, 0, &logits);
+    auto r = s.prefill(p, {}, 0, &logits);
+    EXPECT_EQ(r.cached_tokens, 3);
+    expect_same(logits, fresh_logits(*m, p));
+}
+
+TEST(Session, DivergingPromptRestartsFromSnapshot) {
+    auto m = LoadedModel::open(kModel);
+    Session s(m->forward());
+    std::vector<int32_t> history = {1, 2, 3, 4, 5, 6, 7, 8};
+    std::vector<int64_t> boundaries = {3, 5};
+    std::vector<float> logits;
+    s.prefill(history, boundaries, 0, &logits);
+    EXPECT_EQ(s.snapshot_count(), 2u);
+    // Generated tokens extend the state past the prompt...
+    s.step(40, 0, &logits);
+    s.step(41, 0, &logits);
+    // ...and the next prompt re-renders the turn differently after position 6.
+    std::vector<int32_t> next = {1, 2, 3, 4, 5, 6, 9, 9, 10, 11};
+    auto r = s.prefill(next, {}, 0, &logits);
+    EXPECT_EQ(r.cached_tokens, 5);  // the snapshot at 5 is the latest inside the shared prefix of 6
+    expect_same(logits, fresh_logits(*m, next));
+}
+
+TEST(Session, DivergenceBeforeAnySnapshotStartsOver) {
+    auto m = LoadedModel::open(kModel);
+    Session s(m->forward());
+    std::vector<float> logits;
+    s.prefill(std::vector<int32_t>{1, 2, 3, 4, 5}, std::vector<int64_t>{4}, 0, &logits);
+    std::vector<int32_t> other = {1, 2, 9, 9};
+    auto r = s.prefill(other, {}, 0, &logits);
+    EXPECT_EQ(r.cached_tokens, 0);
+    expect_same(logits, fresh_logits(*m, other));
+}
+
+TEST(Session, ChangingKDropsTheCache) {
+    auto m = LoadedModel::open(kModel);
+    Session s(m->forward());
+    std::vector<int32_t> p = {1, 2, 3, 4, 5};
+    std::vector<float> logits;
+    s.prefill(p, {}, 0, &logits);
+    auto r = s.prefill(p, {}, 1, &logits);
+    EXPECT_EQ(r.cached_tokens, 0);
+}
+
+TEST(Session, MessageBoundariesFollowImEnd) {
+    std::vector<int32_t> t = {7, 100, 1, 5, 100, 8, 100};
+    EXPECT_EQ(message_boundaries(t, 100, 1), (std::vector<int64_t>{3, 5, 7}));
+}
