@@ -82,6 +82,8 @@ PrefillResult Session::prefill(std::span<const int32_t> prompt, std::span<const 
     // Run the rest in pieces that end at the boundaries, snapshotting there.
     size_t pos = tokens_.size();
     std::vector<int64_t> cuts;
+    // A snapshot before the last token lets the same prompt, sent again, reuse all but that token.
+    if (prompt.size() > pos + 1) cuts.push_back(int64_t(prompt.size()) - 1);
     for (int64_t b : boundaries)
         if (b > int64_t(pos) && b < int64_t(prompt.size())) cuts.push_back(b);
     std::sort(cuts.begin(), cuts.end());

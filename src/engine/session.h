@@ -29,8 +29,8 @@ public:
     explicit Session(Qwen35Moe& model, size_t max_snapshots = 8);
 
     // Feeds `prompt`, reusing the longest cached prefix (never all of it: the last token always runs,
-    // to produce its logits), snapshotting at each position in `boundaries`, and writes the logits
-    // of the last prompt token.
+    // to produce its logits), snapshotting at each position in `boundaries` and before the last
+    // token, and writes the logits of the last prompt token.
     PrefillResult prefill(std::span<const int32_t> prompt, std::span<const int64_t> boundaries, int64_t k,
                           std::vector<float>* logits);
     // Feeds one more token (a generated one) and writes its logits.
