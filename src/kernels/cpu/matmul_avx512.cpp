@@ -158,6 +158,23 @@ void affine8_block(const uint8_t* q0, int64_t row_bytes, int64_t groups, const f
     for (int i = 0; i < RB; ++i) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
 }
 
+// Rows are short (1 KiB for 2048 4-bit columns), too short for the hardware prefetcher to ramp up
+// on each; the matrix is one contiguous stream, so fetch the block kPrefetchBlocks ahead.
+constexpr int64_t kPrefetchBlocks = 2;
+
+void prefetch_ahead(const Matrix& w, const uint8_t* base, int64_t row_bytes, int64_t groups, int64_t row, int64_t end) {
+    if (row + 4 > end) return;
+    const uint8_t* p = base + row * row_bytes;
+    for (int64_t off = 0; off < 4 * row_bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+    const int64_t pb = groups * 4 * int64_t(dtype_size(w.scale_dtype));
+    const auto* s = static_cast<const uint8_t*>(w.scales) + row * groups * int64_t(dtype_size(w.scale_dtype));
+    const auto* b = static_cast<const uint8_t*>(w.biases) + row * groups * int64_t(dtype_size(w.scale_dtype));
+    for (int64_t off = 0; off < pb; off += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(s + off), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(b + off), _MM_HINT_T0);
+    }
+}
+
 using BlockFn = void (*)(const uint8_t*, int64_t, int64_t, const float*, const float*, const float*, float*);
 
 // Walks rows in blocks of 4 (then single rows), converting each block's scales/biases to fp32 first.
@@ -171,6 +188,7 @@ void affine_matvec(const Matrix& w, const float* x, float* y, int64_t r0, int64_
     float* bi = params.data() + 4 * groups;
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) {
+        prefetch_ahead(w, base, row_bytes, groups, r + 4 * kPrefetchBlocks, r1);
         for (int i = 0; i < 4; ++i) load_group_params(w, r + i, groups, sc + i * groups, bi + i * groups);
         Block4(base + r * row_bytes, row_bytes, groups, x, sc, bi, y + r);
     }
