@@ -14,6 +14,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace flashmoe::test {
@@ -117,6 +118,14 @@ struct RandomMatrix {
             }
         }
         view.data = data.data();
+    }
+
+    // (scale, bias) of column c of `row` (affine only).
+    std::pair<float, float> group_params(int64_t row, int64_t c) const {
+        const int64_t g = row * (spec.cols / spec.group) + c / spec.group;
+        const size_t es = dtype_size(spec.scale_dtype);
+        return {load_scalar(scales.bytes.data() + scales.offset + size_t(g) * es, spec.scale_dtype),
+                load_scalar(biases.bytes.data() + biases.offset + size_t(g) * es, spec.scale_dtype)};
     }
 
     // |scale * q| + |bias| for column c of `row` (the magnitude that the weight's own rounding

@@ -45,6 +45,9 @@ struct IsaKernels {
 const IsaKernels& scalar_kernels();
 const IsaKernels& avx2_kernels();    // only callable when the CPU has AVX2+FMA+F16C
 const IsaKernels& avx512_kernels();  // only callable when the CPU has AVX-512 F/BW/VL/DQ
+// avx512_kernels, except decode on affine 4-bit, which quantises x to int8 per 32 columns (error
+// budget in matmul_q8_avx512.cpp). Used when FLASHMOE_MATMUL_ACT=int8.
+const IsaKernels& avx512_q8_kernels();
 
 // Zero-initialised heap scratch of floats for the SIMD TUs. Its members are defined in matmul.cpp
 // (baseline ISA) so that SIMD TUs never instantiate std::vector<float> or similar templates,

@@ -89,12 +89,28 @@ Isa choose() {
     return wanted;
 }
 
+// FLASHMOE_MATMUL_ACT=int8 lets decode on affine 4-bit quantise activations to int8 (AVX-512
+// only; see matmul_q8_avx512.cpp). The default, f32, keeps the reference semantics.
+bool parse_int8_activations() {
+    const char* env = std::getenv("FLASHMOE_MATMUL_ACT");
+    if (env == nullptr || *env == '\0') return false;
+    const std::string_view name(env);
+    if (name == "f32") return false;
+    if (name == "int8") return true;
+    fail(ErrorKind::BadInput, "FLASHMOE_MATMUL_ACT={}: expected f32 or int8", name);
+}
+
+bool int8_activations() {
+    static const bool on = parse_int8_activations();
+    return on;
+}
+
 const cpu::IsaKernels& kernels_for(Isa isa) {
     if (!supported(isa))
         fail(ErrorKind::Internal, "matmul: instruction set {} is not supported by this CPU (best: {})",
              isa_name(isa), isa_name(detected_isa()));
     switch (isa) {
-        case Isa::Avx512: return cpu::avx512_kernels();
+        case Isa::Avx512: return int8_activations() ? cpu::avx512_q8_kernels() : cpu::avx512_kernels();
         case Isa::Avx2: return cpu::avx2_kernels();
         case Isa::Scalar: break;
     }

@@ -11,6 +11,7 @@
 // Weights are the reference w = fma(scale, q, bias) (one rounding where the scalar reference has
 // two) and the sums are fp32 in a different order, so results match the scalar kernels to fp32
 // rounding of the dot product.
+#include "kernels/cpu/avx512_params.h"
 #include "kernels/cpu/simd_driver.h"
 
 
@@ -87,7 +88,7 @@ bool V512::dequant_row(const Matrix& w, int64_t row, float* out) {
     if (w.bits != 4 && w.bits != 8) return false;
     const int64_t groups = w.cols / w.group_size;
     ScratchFloats params(size_t(2 * groups));
-    load_group_params(w, row, groups, params.data(), params.data() + groups);
+    avx512_load_params(w, row, groups, params.data(), params.data() + groups);
     if (w.bits == 4)
         dequant_affine4(base, params.data(), params.data() + groups, w.cols, w.group_size, out);
     else
@@ -189,11 +190,11 @@ void affine_matvec(const Matrix& w, const float* x, float* y, int64_t r0, int64_
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) {
         prefetch_ahead(w, base, row_bytes, groups, r + 4 * kPrefetchBlocks, r1);
-        for (int i = 0; i < 4; ++i) load_group_params(w, r + i, groups, sc + i * groups, bi + i * groups);
+        for (int i = 0; i < 4; ++i) avx512_load_params(w, r + i, groups, sc + i * groups, bi + i * groups);
         Block4(base + r * row_bytes, row_bytes, groups, x, sc, bi, y + r);
     }
     for (; r < r1; ++r) {
-        load_group_params(w, r, groups, sc, bi);
+        avx512_load_params(w, r, groups, sc, bi);
         Block1(base + r * row_bytes, row_bytes, groups, x, sc, bi, y + r);
     }
 }
