@@ -6,7 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include <cstring>
+#include <algorithm>
+#include <cmath>
 
 using namespace flashmoe;
 
@@ -21,9 +22,17 @@ std::vector<float> fresh_logits(LoadedModel& m, const std::vector<int32_t>& prom
     return logits;
 }
 
+// Reuse splits the prompt into other batch sizes than a fresh run, and the matmul kernels may sum
+// in another order for n == 1 than for n > 1: equal up to fp32 rounding, not bit for bit.
 void expect_same(const std::vector<float>& a, const std::vector<float>& b) {
     ASSERT_EQ(a.size(), b.size());
-    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0);
+    float max_ref = 0, max_diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        max_ref = std::max(max_ref, std::fabs(b[i]));
+        max_diff = std::max(max_diff, std::fabs(a[i] - b[i]));
+    }
+    EXPECT_LE(max_diff, 1e-5f * max_ref);
+    EXPECT_EQ(std::max_element(a.begin(), a.end()) - a.begin(), std::max_element(b.begin(), b.end()) - b.begin());
 }
 
 }  // namespace
