@@ -162,6 +162,9 @@ void load_added_tokens(const Reader& r, const json& list, Tokenizer::Impl& impl)
         token.lstrip = r.get_bool(t, path, "lstrip", false);
         token.rstrip = r.get_bool(t, path, "rstrip", false);
         token.normalized = r.get_bool(t, path, "normalized", !token.special);
+        // HF gives an added token that is already in the vocabulary the vocabulary's id, whatever
+        // the file says (it only warns), so encodings follow that id.
+        if (auto it = impl.vocab.find(token.content); it != impl.vocab.end()) token.id = it->second;
         impl.added.push_back(std::move(token));
     }
 }
