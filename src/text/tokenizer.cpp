@@ -70,9 +70,8 @@ private:
 
     void word(std::string_view w) {
         if (impl_.ignore_merges) {
-            auto it = impl_.bytes_to_id.find(w);
-            if (it != impl_.bytes_to_id.end()) {
-                out_.push_back(it->second);
+            if (const TokenId* id = impl_.bytes_to_id.find(w)) {
+                out_.push_back(*id);
                 return;
             }
         }
@@ -163,13 +162,13 @@ std::string_view Tokenizer::id_to_piece(TokenId id) const {
 }
 
 std::optional<TokenId> Tokenizer::token_to_id(std::string_view piece) const {
-    if (auto it = impl_->added_by_content.find(piece); it != impl_->added_by_content.end()) return it->second;
-    if (auto it = impl_->vocab.find(piece); it != impl_->vocab.end()) return it->second;
+    if (const TokenId* id = impl_->added_by_content.find(piece)) return *id;
+    if (const TokenId* id = impl_->vocab.find(piece)) return *id;
     return std::nullopt;
 }
 
 std::optional<TokenId> Tokenizer::added_token_id(std::string_view content) const {
-    if (auto it = impl_->added_by_content.find(content); it != impl_->added_by_content.end()) return it->second;
+    if (const TokenId* id = impl_->added_by_content.find(content)) return *id;
     return std::nullopt;
 }
 

@@ -63,6 +63,65 @@ uint64_t hash_bytes(std::string_view bytes) {
     return h | 1;  // never 0, the empty-slot marker
 }
 
+// ---- string index ----
+
+void StringIndex::reserve(size_t n) {
+    size_t slots = 16;
+    while (slots < n * 2) slots *= 2;
+    if (slots > slots_.size()) rehash(slots);
+}
+
+void StringIndex::rehash(size_t slots) {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(slots, Slot{});
+    const size_t mask = slots - 1;
+    for (const Slot& s : old) {
+        if (!s.hash) continue;
+        size_t i = s.hash & mask;
+        while (slots_[i].hash) i = (i + 1) & mask;
+        slots_[i] = s;
+    }
+}
+
+StringIndex::Slot* StringIndex::locate(std::string_view key, uint64_t hash) {
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+        Slot& s = slots_[i];
+        if (!s.hash || (s.hash == hash && s.length == key.size() &&
+                        std::memcmp(arena_.data() + s.offset, key.data(), key.size()) == 0)) {
+            return &s;
+        }
+    }
+}
+
+bool StringIndex::insert(std::string_view key, TokenId id) {
+    if ((count_ + 1) * 2 > slots_.size()) rehash(std::max<size_t>(16, slots_.size() * 2));
+    const uint64_t h = hash_bytes(key);
+    Slot* s = locate(key, h);
+    if (s->hash) return false;
+    *s = Slot{h, uint32_t(arena_.size()), uint32_t(key.size()), id};
+    arena_.append(key);
+    ++count_;
+    return true;
+}
+
+void StringIndex::assign(std::string_view key, TokenId id) {
+    if (!insert(key, id)) locate(key, hash_bytes(key))->id = id;
+}
+
+const TokenId* StringIndex::find(std::string_view key) const {
+    if (slots_.empty()) return nullptr;
+    const uint64_t h = hash_bytes(key);
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        const Slot& s = slots_[i];
+        if (!s.hash) return nullptr;
+        if (s.hash == h && s.length == key.size() && std::memcmp(arena_.data() + s.offset, key.data(), key.size()) == 0) {
+            return &s.id;
+        }
+    }
+}
+
 // ---- word cache ----
 
 WordCache::WordCache(size_t max_entries) : max_entries_(max_entries) {

@@ -30,6 +30,38 @@ const ByteLevelMap& byte_level_map();
 // Fast 64-bit hash for short byte strings (words, cache keys).
 uint64_t hash_bytes(std::string_view bytes);
 
+// Map from strings to ids with the strings packed in one arena (the 150k-entry vocabularies load
+// faster and smaller than with a node-based map). Not thread-safe to build; lookups are.
+class StringIndex {
+public:
+    // Returns false (and changes nothing) when `key` is already present.
+    bool insert(std::string_view key, TokenId id);
+    // Sets the id of `key`, inserting it if needed.
+    void assign(std::string_view key, TokenId id);
+    const TokenId* find(std::string_view key) const;
+    size_t size() const { return count_; }
+    void reserve(size_t n);
+    // Calls f(key, id) for every entry, in no particular order.
+    template <typename F>
+    void for_each(F&& f) const {
+        for (const Slot& s : slots_) {
+            if (s.hash) f(std::string_view(arena_).substr(s.offset, s.length), s.id);
+        }
+    }
+
+private:
+    struct Slot {
+        uint64_t hash = 0;  // 0: empty
+        uint32_t offset = 0, length = 0;
+        TokenId id = 0;
+    };
+    Slot* locate(std::string_view key, uint64_t hash);
+    void rehash(size_t slots);
+    std::string arena_;
+    std::vector<Slot> slots_;
+    size_t count_ = 0;
+};
+
 // Cache from word bytes to its token ids, bounded by an entry count (cleared when full: words repeat
 // a lot locally, so a cold restart costs little and memory stays bounded).
 class WordCache {

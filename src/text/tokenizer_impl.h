@@ -10,16 +10,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace flashmoe {
-
-struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return text::hash_bytes(s); }
-};
-using StringToId = std::unordered_map<std::string, TokenId, StringHash, std::equal_to<>>;
 
 struct Tokenizer::Impl {
     std::string source;
@@ -32,7 +25,7 @@ struct Tokenizer::Impl {
     // Model.
     std::unique_ptr<text::BpeModel> bpe;
     bool ignore_merges = false;
-    std::unordered_map<std::string, TokenId, StringHash, std::equal_to<>> bytes_to_id;  // ignore_merges only
+    text::StringIndex bytes_to_id;  // raw bytes -> id, only with ignore_merges
 
     // Vocabulary, by id (ids without a token have kMissing set).
     enum Flags : uint8_t { kPresent = 1, kAdded = 2, kSpecial = 4 };
@@ -41,8 +34,8 @@ struct Tokenizer::Impl {
     std::string pieces;
     std::vector<uint32_t> bytes_offsets;  // id -> decoded bytes in token_bytes
     std::string token_bytes;
-    StringToId vocab;        // model vocabulary: piece -> id
-    StringToId added_by_content;
+    text::StringIndex vocab;  // model vocabulary: piece -> id
+    text::StringIndex added_by_content;
 
     std::vector<AddedToken> added;
     text::AddedTokenMatcher raw_matcher;         // tokens with normalized == false

@@ -164,7 +164,7 @@ void load_added_tokens(const Reader& r, const json& list, Tokenizer::Impl& impl)
         token.normalized = r.get_bool(t, path, "normalized", !token.special);
         // HF gives an added token that is already in the vocabulary the vocabulary's id, whatever
         // the file says (it only warns), so encodings follow that id.
-        if (auto it = impl.vocab.find(token.content); it != impl.vocab.end()) token.id = it->second;
+        if (const TokenId* id = impl.vocab.find(token.content)) token.id = *id;
         impl.added.push_back(std::move(token));
     }
 }
@@ -190,12 +190,12 @@ void load_bpe(const Reader& r, const json& model, Tokenizer::Impl& impl) {
     impl.vocab.reserve(vocab.size());
     for (const auto& [piece, id_json] : vocab.items()) {
         const TokenId id = r.get_id(id_json, fmt::format("model.vocab[\"{}\"]", piece));
-        impl.vocab.emplace(piece, id);
+        impl.vocab.insert(piece, id);  // JSON object keys are unique
     }
-    auto vocab_id = [&](const std::string& piece, std::string_view path) {
-        auto it = impl.vocab.find(piece);
-        if (it == impl.vocab.end()) r.bad(path, fmt::format("token '{}' is not in model.vocab", piece));
-        return it->second;
+    auto vocab_id = [&](std::string_view piece, std::string_view path) {
+        const TokenId* id = impl.vocab.find(piece);
+        if (!id) r.bad(path, fmt::format("token '{}' is not in model.vocab", piece));
+        return *id;
     };
 
     TokenId unk_id = -1;
@@ -210,26 +210,32 @@ void load_bpe(const Reader& r, const json& model, Tokenizer::Impl& impl) {
     std::vector<TokenId> merged_ids;
     merges.reserve(merges_json.size());
     merged_ids.reserve(merges_json.size());
-    std::string left, right;
+    std::string both;
     for (size_t i = 0; i < merges_json.size(); ++i) {
         const json& m = merges_json[i];
-        const std::string path = fmt::format("model.merges[{}]", i);
+        auto path = [&] { return fmt::format("model.merges[{}]", i); };  // only built for errors
+        std::string_view left, right;
         if (m.is_string()) {
-            const std::string& line = m.get_ref<const std::string&>();
+            const std::string_view line = m.get_ref<const std::string&>();
             const size_t space = line.find(' ');
             if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos) {
-                r.bad(path, fmt::format("expected \"left right\", found \"{}\"", line));
+                r.bad(path(), fmt::format("expected \"left right\", found \"{}\"", line));
             }
-            left.assign(line, 0, space);
-            right.assign(line, space + 1);
+            left = line.substr(0, space);
+            right = line.substr(space + 1);
         } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-            left = m[0].get<std::string>();
-            right = m[1].get<std::string>();
+            left = m[0].get_ref<const std::string&>();
+            right = m[1].get_ref<const std::string&>();
         } else {
-            r.bad(path, "expected \"left right\" or [left, right]");
+            r.bad(path(), "expected \"left right\" or [left, right]");
         }
-        merges.push_back({vocab_id(left, path), vocab_id(right, path)});
-        merged_ids.push_back(vocab_id(left + right, path));
+        const TokenId* l = impl.vocab.find(left);
+        const TokenId* rt = impl.vocab.find(right);
+        both.assign(left).append(right);
+        const TokenId* lr = impl.vocab.find(both);
+        if (!l || !rt || !lr) vocab_id(!l ? left : !rt ? right : std::string_view(both), path());
+        merges.push_back({*l, *rt});
+        merged_ids.push_back(*lr);
     }
 
     TokenId byte_ids[256];
@@ -237,36 +243,36 @@ void load_bpe(const Reader& r, const json& model, Tokenizer::Impl& impl) {
     for (int b = 0; b < 256; ++b) {
         std::string piece;
         text::utf8_append(piece, map.byte_to_char[b]);
-        auto it = impl.vocab.find(piece);
-        byte_ids[b] = it == impl.vocab.end() ? -1 : it->second;
+        const TokenId* id = impl.vocab.find(piece);
+        byte_ids[b] = id ? *id : -1;
     }
     impl.bpe = std::make_unique<text::BpeModel>(std::span<const TokenId, 256>(byte_ids), merges, merged_ids, unk_id,
                                                 fuse_unk);
     if (impl.ignore_merges) {
         std::string bytes;
-        for (const auto& [piece, id] : impl.vocab) {
+        impl.vocab.for_each([&](std::string_view piece, TokenId id) {
             bytes.clear();
-            if (map.decode(piece, bytes)) impl.bytes_to_id.emplace(bytes, id);
-        }
+            if (map.decode(piece, bytes)) impl.bytes_to_id.insert(bytes, id);
+        });
     }
 }
 
 // Id-indexed tables: pieces, decoded bytes, flags; and the added-token matchers.
 void build_tables(const Reader& r, Tokenizer::Impl& impl) {
     size_t size = 0;
-    for (const auto& [piece, id] : impl.vocab) size = std::max(size, size_t(id) + 1);
+    impl.vocab.for_each([&](std::string_view, TokenId id) { size = std::max(size, size_t(id) + 1); });
     for (const auto& t : impl.added) size = std::max(size, size_t(t.id) + 1);
     std::vector<std::string_view> piece_of(size);
     impl.flags.assign(size, 0);
-    for (const auto& [piece, id] : impl.vocab) {
+    impl.vocab.for_each([&](std::string_view piece, TokenId id) {
         if (impl.flags[id] & Tokenizer::Impl::kPresent) r.bad("model.vocab", fmt::format("id {} is used twice", id));
         piece_of[id] = piece;
         impl.flags[id] = Tokenizer::Impl::kPresent;
-    }
+    });
     for (const auto& t : impl.added) {
         piece_of[t.id] = t.content;  // HF looks added tokens up first
         impl.flags[t.id] = Tokenizer::Impl::kPresent | Tokenizer::Impl::kAdded | (t.special ? Tokenizer::Impl::kSpecial : 0);
-        impl.added_by_content.emplace(t.content, t.id);
+        impl.added_by_content.assign(t.content, t.id);
     }
     const auto& map = text::byte_level_map();
     impl.piece_offsets.assign(size + 1, 0);
