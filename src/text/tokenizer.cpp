@@ -17,6 +17,7 @@ struct EncodeScratch {
     uint64_t serial = 0;
     text::WordCache cache;
     text::RegexScratch regex;
+    std::vector<TokenId> symbols;
 };
 
 EncodeScratch& scratch_for(uint64_t serial) {
@@ -76,7 +77,7 @@ private:
             }
         }
         if (w.size() > kMaxCachedWord) {
-            impl_.bpe->encode_word(w, out_);
+            impl_.bpe->encode_word(w, out_, s_.symbols);
             return;
         }
         const uint64_t h = text::hash_bytes(w);
@@ -86,7 +87,7 @@ private:
             return;
         }
         const size_t before = out_.size();
-        impl_.bpe->encode_word(w, out_);
+        impl_.bpe->encode_word(w, out_, s_.symbols);
         if (out_.size() > before) {
             s_.cache.insert(w, h, std::span<const TokenId>(out_.data() + before, out_.size() - before));
         }

@@ -202,9 +202,8 @@ const BpeModel::Entry* BpeModel::find(TokenId left, TokenId right) const {
     }
 }
 
-void BpeModel::encode_word(std::string_view word, std::vector<TokenId>& out) const {
-    std::vector<TokenId> symbols;
-    symbols.reserve(word.size());
+void BpeModel::encode_word(std::string_view word, std::vector<TokenId>& out, std::vector<TokenId>& symbols) const {
+    symbols.clear();
     for (unsigned char b : word) {
         TokenId id = byte_ids_[b];
         if (id < 0) {

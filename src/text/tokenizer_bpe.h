@@ -66,7 +66,7 @@ private:
 // a lot locally, so a cold restart costs little and memory stays bounded).
 class WordCache {
 public:
-    explicit WordCache(size_t max_entries = 1 << 15);
+    explicit WordCache(size_t max_entries = 1 << 16);
     // Returns the cached ids or an empty span (no word encodes to zero ids except the empty word,
     // which is never cached).
     std::span<const TokenId> find(std::string_view word, uint64_t hash) const;
@@ -97,8 +97,9 @@ public:
     BpeModel(std::span<const TokenId, 256> byte_ids, std::span<const BpeMerge> merges,
              std::span<const TokenId> merged_ids, TokenId unk_id, bool fuse_unk);
 
-    // Appends the ids of one pre-tokenized word (raw bytes) to `out`.
-    void encode_word(std::string_view word, std::vector<TokenId>& out) const;
+    // Appends the ids of one pre-tokenized word (raw bytes) to `out`; `scratch` is working memory
+    // the caller keeps between calls to save allocations.
+    void encode_word(std::string_view word, std::vector<TokenId>& out, std::vector<TokenId>& scratch) const;
 
 private:
     struct Entry {
