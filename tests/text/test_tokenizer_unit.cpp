@@ -2,6 +2,7 @@
 // on a small synthetic vocabulary, the public lookups, input validation and every load error.
 #include "text/tokenizer.h"
 #include "text/tokenizer_bpe.h"
+#include "text/unicode_nfc.h"
 #include "text/utf8.h"
 #include "tokenizer_test_util.h"
 #include "util/error.h"
@@ -297,4 +298,31 @@ TEST(TokenizerLoad, SplitWithALiteralStringPattern) {
     }
     EXPECT_EQ(tok.encode("ca.bc"), want);
     EXPECT_EQ(tok.encode("caxbc"), tiny.reference("caxbc"));
+}
+
+TEST(Tokenizer, RandomBytesEitherEncodeAndRoundTripOrFailAsBadInput) {
+    const Tokenizer& tok = test::variant("qwen35");
+    std::mt19937 rng(17);
+    const std::vector<std::string> atoms = {"a", " ", "\n", "<|im_end|>", "\xC3\xA9", "e\xCC\x81", "\xE4\xBD\xA0",
+                                            "\xF0\x9F\x98\x80", "'s", "1", "\xC3", "\x80", "\xF0\x9F", "\xFF", "\t"};
+    size_t valid = 0;
+    for (int trial = 0; trial < 3000; ++trial) {
+        std::string s;
+        const int n = int(rng() % 24);
+        for (int i = 0; i < n; ++i) {
+            if (rng() % 4 == 0) {
+                s.push_back(char(rng() & 0xFF));
+            } else {
+                s += atoms[rng() % atoms.size()];
+            }
+        }
+        if (text::utf8_first_invalid(s) == text::kUtf8Valid) {
+            ++valid;
+            const auto ids = tok.encode(s);
+            EXPECT_EQ(tok.decode(ids), text::nfc_normalize(s)) << test::escaped(s);
+        } else {
+            EXPECT_THROW(tok.encode(s), Error) << test::escaped(s);
+        }
+    }
+    EXPECT_GT(valid, 300u);
 }
