@@ -37,6 +37,17 @@ def fnv1a(ids, h=0xCBF29CE484222325):
     return h
 
 
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def bench_binary(build):
     exe = os.path.join(build, "bench", "bench_tokenizer")
     if os.path.exists(exe):
@@ -90,7 +101,7 @@ def main():
     text = corpus.bench_text(int(args.mb * (1 << 20)))
     exe = bench_binary(args.build)
     import tokenizers
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}; "
           f"date: {time.strftime('%Y-%m-%d')}; HF tokenizers {tokenizers.__version__}")
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", delete=False) as f:
         f.write(text)
