@@ -5,7 +5,11 @@
 //
 // Ownership: a Tokenizer owns all of its tables; it is movable, not copyable.
 // Thread-safety: every const member may be called from many threads at once. encode() keeps a cache
-// of recently encoded words per thread (thread_local, bounded), so threads never contend.
+// of recently encoded words per thread (thread_local, at most 64k words, a few MB), so threads
+// never contend.
+// Unicode data: NFC tables come from Python 3.11's unicodedata and the split regex runs on PCRE2
+// 10.42, both Unicode 14.0; characters assigned in later Unicode versions could split or normalise
+// differently from an HF build with newer tables.
 // Failure: loading throws flashmoe::Error(BadModel) naming the file and the field or construct that
 // is missing or unsupported (Io when an existing file cannot be read). encode() throws BadInput for
 // text that is not valid UTF-8, naming the byte offset. Decoding an id that has no token throws

@@ -12,6 +12,7 @@
 #include "text/tokenizer.h"
 #include "text/tokenizer_bpe.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
