@@ -73,7 +73,9 @@ private:
             switch (t.type) {
                 case TokenType::End:
                     if (!ends.empty()) {
-                        error(t.pos, fmt::format("unexpected end of template, expected '{}'", *ends.begin()));
+                        std::string names;
+                        for (std::string_view e : ends) names += fmt::format("{}'{}'", names.empty() ? "" : " or ", e);
+                        error(t.pos, fmt::format("unexpected end of template, a block is not closed (expected {})", names));
                     }
                     return body;
                 case TokenType::Text:
