@@ -352,6 +352,7 @@ SNIPPETS = [
     "{% for x in l %}{{ loop.index }}{{ loop.index0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ loop.revindex }}{{ loop.revindex0 }};{% endfor %}",
     "{% for x in l %}[{{ loop.previtem }}|{{ loop.nextitem }}]{% endfor %}",
     "{% for x in [] %}x{% else %}empty{% endfor %}",
+    "{% for x in l %}{{ loop.cycle('odd', 'even') }}{{ loop.depth }}{{ loop.depth0 }} {% endfor %}",
     "{% for x in l if x > 1 %}{{ x }}/{{ loop.length }} {% else %}none{% endfor %}",
     "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}",
     "{% for k, v in d|items %}{{ k }}={{ v }};{% endfor %}",

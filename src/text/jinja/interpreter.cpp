@@ -161,6 +161,10 @@ Interpreter::Flow Interpreter::exec_for(const ForStmt& s, const ScopePtr& scope)
             {"revindex0", Value(n - i - 1)}, {"first", Value(i == 0)}, {"last", Value(i == n - 1)},
             {"length", Value(n)},        {"depth", Value(1)},           {"depth0", Value(0)},
         };
+        loop.emplace_back("cycle", Value::callable("loop.cycle", [i](Interpreter&, CallArgs& args) -> Value {
+                              if (!args.named.empty() || args.positional.empty()) eval_fail(ErrorKind::BadInput, "loop.cycle() needs positional arguments");
+                              return args.positional[static_cast<size_t>(i) % args.positional.size()];
+                          }));
         if (i > 0) loop.emplace_back("previtem", items[static_cast<size_t>(i - 1)]);
         if (i + 1 < n) loop.emplace_back("nextitem", items[static_cast<size_t>(i + 1)]);
         inner->set("loop", Value::dict(std::move(loop)));
