@@ -329,6 +329,9 @@ SNIPPET_VARS = {
              {"role": "assistant", "content": "yo"}, {"role": "user", "content": "bye"}],
     "u8": "héllo wörld ☃ 日本",
     "ws": " \t\n text \u3000\n",
+    # for the fuzzed expressions
+    "z": 0, "one": 1, "neg": -3, "fl": 2.5, "abc": "abc", "uni": "Hé ☃", "empty": "", "pad": " pad ",
+    "nums": [1, 2, 3], "strs": ["b", "a", "b"], "kd": {"k": 1, "j": "v"}, "tr": True, "fa": False,
 }
 
 SNIPPETS = [
@@ -505,8 +508,55 @@ SNIPPETS = [
 ]
 
 
+# Atoms are variables, not literals: jinja2 folds constant expressions at compile time with
+# different error handling (a literal `1[0]` folds to undefined), which templates never rely on.
+FUZZ_ATOMS = ["z", "one", "neg", "fl", "abc", "uni", "empty", "pad", "nums", "strs", "kd", "tr", "fa",
+              "undefined_var", "d", "l", "s", "msgs", "u8", "ws", "f", "n", "d.b", "msgs[1]"]
+FUZZ_FILTERS = ["length", "string", "trim", "upper", "lower", "first", "last", "list", "join(',')", "tojson",
+                "default('D')", "int", "float", "abs", "round", "reverse|list", "unique|list", "sort", "capitalize",
+                "title", "items|list", "count", "map('string')|list", "select|list", "tojson(indent=1)"]
+FUZZ_TESTS = ["defined", "none", "string", "number", "mapping", "iterable", "sequence", "boolean", "integer", "float"]
+FUZZ_BINOPS = ["+", "-", "*", "/", "//", "%", "~", "==", "!=", "<", ">", "<=", ">=", "in", "not in", "and", "or"]
+FUZZ_SUBSCRIPTS = ["[0]", "[-1]", "[1:]", "[::-1]", "[:2]", ".k", "['k']"]
+FUZZ_METHODS = [".strip()", ".split()", ".upper()", ".startswith('a')", ".endswith('c')", ".replace('b', 'B')",
+                ".lstrip('a')", ".get('k')", ".items()|list", ".keys()|list", ".split('b')"]
+
+
+def fuzz_expr(rng, depth):
+    if depth == 0 or rng.random() < 0.25:
+        return rng.choice(FUZZ_ATOMS)
+    kind = rng.randrange(7)
+    a = fuzz_expr(rng, depth - 1)
+    if kind == 0:
+        return f"({a} {rng.choice(FUZZ_BINOPS)} {fuzz_expr(rng, depth - 1)})"
+    if kind == 1:
+        return f"({a}|{rng.choice(FUZZ_FILTERS)})"
+    if kind == 2:
+        return f"({a} is {'not ' if rng.random() < 0.3 else ''}{rng.choice(FUZZ_TESTS)})"
+    if kind == 3:
+        return f"({a}){rng.choice(FUZZ_METHODS)}"
+    if kind == 4:
+        return f"({a}){rng.choice(FUZZ_SUBSCRIPTS)}"
+    if kind == 5:
+        return f"({a} if {fuzz_expr(rng, depth - 1)} else {fuzz_expr(rng, depth - 1)})"
+    return f"(not {a})" if rng.random() < 0.5 else f"(-{a})"
+
+
+def fuzz_snippets(count=600, seed=99):
+    """Random expressions; kept when jinja2's output does not depend on object addresses."""
+    rng = random.Random(seed)
+    out = []
+    while len(out) < count:
+        src = "{{ " + fuzz_expr(rng, 3) + " }}"
+        r = render(src, copy.deepcopy(SNIPPET_VARS))
+        if "0x" in r.get("expected", "") or len(r.get("expected", "")) > 2000:
+            continue
+        out.append({"template": src, **r})
+    return out
+
+
 def snippets():
-    return [{"template": src, **render(src, copy.deepcopy(SNIPPET_VARS))} for src in SNIPPETS]
+    return [{"template": src, **render(src, copy.deepcopy(SNIPPET_VARS))} for src in SNIPPETS] + fuzz_snippets()
 
 
 def main():

@@ -175,8 +175,14 @@ Value f_last(const Value& in, CallArgs& args) {
     return items.back();
 }
 
+// jinja2's Undefined refuses int()/float() (and `+`), unlike str(): those filters fail on it.
+void refuse_undefined(const Value& in) {
+    if (in.is_undefined()) eval_fail(ErrorKind::BadInput, "{}", in.undefined_hint());
+}
+
 Value f_float(const Value& in, CallArgs& args) {
     auto a = bind_args("float", args, {"default"});
+    refuse_undefined(in);
     Value dflt = a[0].is_undefined() ? Value(0.0) : a[0];
     if (in.is_number()) return Value(in.as_double());
     if (in.is_string()) {
@@ -187,6 +193,7 @@ Value f_float(const Value& in, CallArgs& args) {
 
 Value f_int(const Value& in, CallArgs& args) {
     auto a = bind_args("int", args, {"default", "base"});
+    refuse_undefined(in);
     Value dflt = a[0].is_undefined() ? Value(int64_t{0}) : a[0];
     if (!a[1].is_undefined() && !(a[1].is_int() && a[1].as_int() == 10)) eval_fail(ErrorKind::BadModel, "int filter: only base 10 is supported");
     if (in.is_int() || in.is_bool()) return Value(in.as_int());
@@ -293,6 +300,7 @@ Value f_trim(const Value& in, CallArgs& args) {
 
 Value f_indent(const Value& in, CallArgs& args) {
     auto a = bind_args("indent", args, {"width", "first", "blank"});
+    refuse_undefined(in);
     std::string pad = a[0].is_undefined() ? "    " : a[0].is_string() ? a[0].as_string()
                                                    : std::string(static_cast<size_t>(std::max<int64_t>(0, need_int("indent", a[0]))), ' ');
     bool first = a[1].truthy(), blank = a[2].truthy();
@@ -328,6 +336,9 @@ Value f_unique(const Value& in, CallArgs& args) {
     std::vector<Value> out, seen;
     for (const Value& item : items_of("unique", in)) {
         Value key = ordering_key(a[1].is_undefined() ? item : attribute_path(item, a[1].str()), a[0].truthy());
+        if (key.is_dict() || (key.is_list() && !key.as_list().is_tuple)) {  // jinja2 keeps a set of seen keys
+            eval_fail(ErrorKind::BadInput, "unhashable type: '{}'", key.type_name());
+        }
         if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return values_equal(s, key); })) continue;
         seen.push_back(key);
         out.push_back(item);
@@ -337,6 +348,7 @@ Value f_unique(const Value& in, CallArgs& args) {
 
 Value f_map(const Value& in, CallArgs& args) {
     std::vector<Value> out;
+    if (!in.truthy()) return Value::iterator({});  // jinja2 skips falsy input (None, '', undefined)
     if (args.positional.empty()) {  // map(attribute='x', default=...)
         auto a = bind_args("map", args, {"attribute", "default"});
         if (a[0].is_undefined()) eval_fail(ErrorKind::BadInput, "map: needs a filter name or attribute=");
@@ -368,6 +380,7 @@ Value select_impl(std::string_view fn, const Value& in, CallArgs& args, bool by_
     rest.named = args.named;
     if (test && !find_test(*test)) eval_fail(ErrorKind::BadModel, "unsupported test '{}'", *test);
     std::vector<Value> out;
+    if (!in.truthy()) return Value::iterator({});  // jinja2 skips falsy input (None, '', undefined)
     for (const Value& item : items_of(fn, in)) {
         Value v = by_attribute ? attribute_path(item, attr) : item;
         CallArgs copy = rest;

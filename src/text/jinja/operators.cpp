@@ -67,7 +67,11 @@ std::string percent_format(const std::string& fmtstr, const Value& args) {
         else if (v.is_number()) out += std::to_string(v.is_float() ? static_cast<int64_t>(v.as_double()) : v.as_int());
         else eval_fail(ErrorKind::BadInput, "%d format: a real number is required, not {}", v.type_name());
     }
-    if (next != values.size()) eval_fail(ErrorKind::BadInput, "not all arguments converted during string formatting");
+    // Python lets a lone list or dict argument go unused (it could serve %(name)s lookups).
+    const bool mapping_like = (args.is_list() && !args.as_list().is_tuple) || args.is_dict() || args.is_undefined();
+    if (next != values.size() && !(next == 0 && mapping_like)) {
+        eval_fail(ErrorKind::BadInput, "not all arguments converted during string formatting");
+    }
     return out;
 }
 
@@ -75,6 +79,10 @@ std::string percent_format(const std::string& fmtstr, const Value& args) {
 
 Value binary_op(std::string_view op, const Value& a, const Value& b) {
     if (a.is_undefined()) eval_fail(ErrorKind::BadInput, "{}", a.undefined_hint());
+    if (op == "%" && a.is_string()) {  // str % x formats; an undefined x prints as ''
+        if (a.is_markup()) eval_fail(ErrorKind::BadModel, "'%' formatting of a Markup string is not supported");
+        return Value(percent_format(a.as_string(), b));
+    }
     if (b.is_undefined()) eval_fail(ErrorKind::BadInput, "{}", b.undefined_hint());
     const bool ints = (a.is_int() || a.is_bool()) && (b.is_int() || b.is_bool());
     const bool nums = a.is_number() && b.is_number();
@@ -131,10 +139,6 @@ Value binary_op(std::string_view op, const Value& a, const Value& b) {
         return Value(std::floor(a.as_double() / b.as_double()));
     }
     if (op == "%") {
-        if (a.is_string()) {
-            if (a.is_markup()) eval_fail(ErrorKind::BadModel, "'%' formatting of a Markup string is not supported");
-            return Value(percent_format(a.as_string(), b));
-        }
         if (!nums) unsupported_operands(op, a, b);
         if (b.as_double() == 0) eval_fail(ErrorKind::BadInput, "integer division or modulo by zero");
         if (ints) {
@@ -174,7 +178,10 @@ bool contains(const Value& container, const Value& item) {
                 if (values_equal(v, item)) return true;
             }
             return false;
-        case Value::Type::Dict: return item.is_string() && container.as_dict().find(item.as_string()) != nullptr;
+        case Value::Type::Dict:
+            if (item.is_list() && !item.as_list().is_tuple) eval_fail(ErrorKind::BadInput, "unhashable type: 'list'");
+            if (item.is_dict()) eval_fail(ErrorKind::BadInput, "unhashable type: 'dict'");
+            return item.is_string() && container.as_dict().find(item.as_string()) != nullptr;
         default: eval_fail(ErrorKind::BadInput, "argument of type '{}' is not iterable", container.type_name());
     }
 }

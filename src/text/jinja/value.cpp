@@ -142,19 +142,44 @@ std::string python_float_repr(double d) {
     std::string out = neg ? "-" : "";
     if (exp >= -5 + 1 && exp < 16) {  // -4 <= exp < 16: positional
         if (exp < 0) {
-            out += "0." + std::string(static_cast<size_t>(-exp - 1), '0') + digits;
+            out += "0.";
+            out.append(static_cast<size_t>(-exp - 1), '0');
+            out += digits;
         } else if (static_cast<size_t>(exp) + 1 >= digits.size()) {
-            out += digits + std::string(static_cast<size_t>(exp) + 1 - digits.size(), '0') + ".0";
+            out += digits;
+            out.append(static_cast<size_t>(exp) + 1 - digits.size(), '0');
+            out += ".0";
         } else {
-            out += digits.substr(0, static_cast<size_t>(exp) + 1) + "." + digits.substr(static_cast<size_t>(exp) + 1);
+            out.append(digits, 0, static_cast<size_t>(exp) + 1);
+            out += '.';
+            out.append(digits, static_cast<size_t>(exp) + 1);
         }
         return out;
     }
     out += digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    if (digits.size() > 1) {
+        out += '.';
+        out.append(digits, 1);
+    }
     out += fmt::format("e{}{:02d}", exp < 0 ? '-' : '+', std::abs(exp));
     return out;
 }
+
+namespace {
+
+// str.isprintable(): false for categories Cc, Cf, Cs, Co, Zl, Zp and Zs other than ' '. Unassigned
+// code points (Cn) are not tracked; they print as themselves.
+bool printable(char32_t c) {
+    if (c < 0x20 || (c >= 0x7F && c <= 0xA0) || c == 0xAD) return false;
+    if (c == 0x1680 || (c >= 0x2000 && c <= 0x200F) || (c >= 0x2028 && c <= 0x202F) || (c >= 0x205F && c <= 0x2064) ||
+        (c >= 0x2066 && c <= 0x206F) || c == 0x3000 || c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFB)) return false;
+    if ((c >= 0x0600 && c <= 0x0605) || c == 0x061C || c == 0x06DD || c == 0x070F || c == 0x08E2 || c == 0x180E) return false;
+    if ((c >= 0xD800 && c <= 0xF8FF) || c >= 0xF0000) return false;  // surrogates, private use
+    if (c == 0x110BD || c == 0x110CD || (c >= 0x1D173 && c <= 0x1D17A) || c == 0xE0001 || (c >= 0xE0020 && c <= 0xE007F)) return false;
+    return true;
+}
+
+}  // namespace
 
 std::string python_string_repr(std::string_view s) {
     bool has_single = s.find('\'') != std::string_view::npos;
@@ -166,9 +191,13 @@ std::string python_string_repr(std::string_view s) {
         else if (cp == '\n') out += "\\n";
         else if (cp == '\r') out += "\\r";
         else if (cp == '\t') out += "\\t";
-        else if (cp < 0x20 || (cp >= 0x7F && cp <= 0xA0) || cp == 0xAD) out += fmt::format("\\x{:02x}", static_cast<uint32_t>(cp));
-        else if (cp == 0x2028 || cp == 0x2029 || (cp >= 0xD800 && cp <= 0xDFFF)) out += fmt::format("\\u{:04x}", static_cast<uint32_t>(cp));
-        else pystr::append_utf8(out, cp);
+        else if (!printable(cp)) {
+            if (cp < 0x100) out += fmt::format("\\x{:02x}", static_cast<uint32_t>(cp));
+            else if (cp < 0x10000) out += fmt::format("\\u{:04x}", static_cast<uint32_t>(cp));
+            else out += fmt::format("\\U{:08x}", static_cast<uint32_t>(cp));
+        } else {
+            pystr::append_utf8(out, cp);
+        }
     }
     out += quote;
     return out;
