@@ -22,6 +22,7 @@ import copy
 import json
 import random
 import shutil
+import warnings
 from pathlib import Path
 
 import jinja2
@@ -66,6 +67,8 @@ def make_env():
 
 
 ENV = make_env()
+# Fuzzed expressions such as `(1)[0]` make CPython warn while jinja2 compiles them; the warning is noise.
+warnings.filterwarnings("ignore", category=SyntaxWarning)
 
 
 def render(source, variables):
@@ -555,8 +558,50 @@ def fuzz_snippets(count=600, seed=99):
     return out
 
 
+WS_TEXTS = ["", " ", "  ", "\n", "\n  ", "a", " b ", "\t", "\n\n", "c\n  ", "  \n", "\n\t \n d", "é\u3000"]
+
+
+def ws_tag(rng, body, begin="{%", end="%}", plus_end=True):
+    left = rng.choice(["", "", "-", "+"])
+    right = rng.choice(["", "", "-"] + (["+"] if plus_end else []))
+    return f"{begin}{left} {body} {right}{end}"
+
+
+def ws_template(rng, depth):
+    """Text interleaved with tags carrying random whitespace-control signs."""
+    parts = []
+    for _ in range(rng.randint(1, 5)):
+        parts.append(rng.choice(WS_TEXTS))
+        k = rng.randrange(6 if depth > 0 else 3)
+        if k == 0:
+            parts.append(ws_tag(rng, "'x'", "{{", "}}", plus_end=False))
+        elif k == 1:
+            parts.append(ws_tag(rng, "note", "{#", "#}"))
+        elif k == 2:
+            parts.append(ws_tag(rng, "set v = 1"))
+        elif k == 3:
+            parts += [ws_tag(rng, "if true"), ws_template(rng, depth - 1), ws_tag(rng, "else"), ws_template(rng, depth - 1),
+                      ws_tag(rng, "endif")]
+        elif k == 4:
+            parts += [ws_tag(rng, "for i in [1, 2]"), ws_template(rng, depth - 1), ws_tag(rng, "endfor")]
+        else:
+            parts += [ws_tag(rng, "macro m()"), ws_template(rng, depth - 1), ws_tag(rng, "endmacro"), "{{ m() }}"]
+    parts.append(rng.choice(WS_TEXTS))
+    return "".join(parts)
+
+
+def whitespace_snippets(count=400, seed=5):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        src = ws_template(rng, 2)
+        out.append({"template": src, **render(src, {})})
+    return out
+
+
 def snippets():
-    return [{"template": src, **render(src, copy.deepcopy(SNIPPET_VARS))} for src in SNIPPETS] + fuzz_snippets()
+    handwritten = [{"template": src, **render(src, copy.deepcopy(SNIPPET_VARS))} for src in SNIPPETS]
+    return handwritten + fuzz_snippets() + whitespace_snippets()
 
 
 def main():
@@ -588,7 +633,8 @@ def main():
         json.dumps({**meta, "variables": SNIPPET_VARS, "cases": snippets()}, ensure_ascii=False, indent=1) + "\n",
         encoding="utf-8")
     ok = sum("expected" in c for c in cases)
-    print(f"{len(cases)} conversation cases ({ok} render, {len(cases) - ok} raise), {len(SNIPPETS)} snippets -> {OUT}")
+    print(f"{len(cases)} conversation cases ({ok} render, {len(cases) - ok} raise), "
+          f"{len(json.loads((OUT / 'snippets.json').read_text(encoding='utf-8'))['cases'])} snippets -> {OUT}")
 
 
 if __name__ == "__main__":

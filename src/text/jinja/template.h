@@ -6,6 +6,16 @@
 // scopes and output. Rendering fails with Error(BadInput) when the data is at fault (including the
 // template's raise_exception, whose message is passed through unchanged) and Error(BadModel) for
 // constructs found unsupported only at run time.
+//
+// Supported (jinja2 3.1 semantics, checked against jinja2 by tests/jinja): {{ }}, {% %}, {# #},
+// whitespace control, raw; if/elif/else, for (unpacking, `if` filter, else, loop.*, break,
+// continue), set (names, tuples, namespace attributes, block set), macro (defaults, keywords),
+// with, filter blocks, transformers' {% generation %}; all operators, literals, slicing, ternaries;
+// the filters and tests listed in filters.cpp; str/dict methods in methods.cpp; the globals
+// raise_exception, namespace, range, dict, strftime_now.
+// Rejected with a message: include/import/extends/block/call, recursive loops, *args/**kwargs,
+// macro varargs/kwargs/caller, reading a method without calling it, printing a generator,
+// str.format specs, case conversion of scripts without a mapping table (see pystr.h).
 #pragma once
 
 #include "text/jinja/ast.h"
