@@ -188,16 +188,24 @@ TEST(Synth, WeightsHaveTheIntendedScale) {
     EXPECT_EQ(checked, 2);
 }
 
-TEST(Synth, SameSeedSameBytesWhateverTheThreadCount) {
+TEST(Synth, SameSeedSameBytesWhateverTheThreadsOrIoMode) {
     TempDir dir;
     ThreadPool one(1), three(3);
     write_synth_model(tiny(dir / "a.fmoe", 42), &one);
     write_synth_model(tiny(dir / "b.fmoe", 42), &three);
     write_synth_model(tiny(dir / "c.fmoe", 43), &three);
+    SynthOptions buffered = tiny(dir / "d.fmoe", 42);
+    buffered.direct_io = false;  // through PackedWriter::write_expert rather than O_DIRECT runs
+    write_synth_model(buffered, &three);
     auto a = all_files(dir / "a.fmoe"), b = all_files(dir / "b.fmoe"), c = all_files(dir / "c.fmoe");
+    auto d = all_files(dir / "d.fmoe");
     ASSERT_TRUE(a.count("model.json") && a.count("dense.safetensors") && a.count("experts/layer_003.bin"));
     EXPECT_EQ(a.size(), b.size());
-    for (auto& [name, bytes] : a) EXPECT_TRUE(b[name] == bytes) << name << " differs for the same seed";
+    EXPECT_EQ(a.size(), d.size());
+    for (auto& [name, bytes] : a) {
+        EXPECT_TRUE(b[name] == bytes) << name << " differs for the same seed";
+        EXPECT_TRUE(d[name] == bytes) << name << " differs between direct and buffered writes";
+    }
     EXPECT_NE(a["dense.safetensors"], c["dense.safetensors"]);
     EXPECT_NE(a["experts/layer_000.bin"], c["experts/layer_000.bin"]);
     // Records of one file differ from each other (each expert has its own stream).
