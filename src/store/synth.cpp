@@ -294,6 +294,12 @@ private:
     Clock::time_point start_, last_;
 };
 
+void check_cancel(const std::atomic<bool>* cancel) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) {
+        fail(ErrorKind::BadInput, "interrupted; the partial output was removed");
+    }
+}
+
 // ---- expert records -----------------------------------------------------------------------------
 
 struct FreeDeleter {
@@ -367,7 +373,8 @@ private:
 // Every record of every layer, in runs of up to ~32 MiB within a layer; the next run is generated on
 // the pool while this one is written.
 void write_experts(PackedWriter& writer, const ModelConfig& c, const ExpertRecordLayout& layout, const Storage& st,
-                   uint64_t seed, bool direct_io, ThreadPool& pool, Progress& progress) {
+                   const SynthOptions& options, ThreadPool& pool, Progress& progress) {
+    const uint64_t seed = options.seed;
     struct Run {
         int64_t layer, first, count;
     };
@@ -394,11 +401,12 @@ void write_experts(PackedWriter& writer, const ModelConfig& c, const ExpertRecor
             }
         });
     };
-    DirectExpertFiles direct(writer.temp_dir(), direct_io);
+    DirectExpertFiles direct(writer.temp_dir(), options.direct_io);
     // Declared after the buffers: if a write throws, the pending generation finishes before they go.
     std::future<void> pending = std::async(std::launch::async, generate, size_t(0));
     for (size_t r = 0; r < runs.size(); ++r) {
         pending.get();
+        check_cancel(options.cancel);
         if (r + 1 < runs.size()) pending = std::async(std::launch::async, generate, r + 1);
         const Run& run = runs[r];
         const uint8_t* base = buffers[r % 2].get();
@@ -552,6 +560,7 @@ SynthResult write_synth_model(const SynthOptions& options, ThreadPool* pool_arg)
     writer.declare_dense(specs);
     std::vector<uint8_t> data, scales, biases;
     for (size_t i = 0; i < items.size(); ++i) {
+        check_cancel(options.cancel);
         const DenseItem& d = items[i];
         const uint64_t key = stream_key(options.seed, kDenseTag, i, 0);
         const auto item_specs = specs_of(d);
@@ -590,7 +599,7 @@ SynthResult write_synth_model(const SynthOptions& options, ThreadPool* pool_arg)
     std::vector<uint8_t>().swap(biases);
 
     writer.set_experts(c.num_layers, c.num_experts, layout);
-    write_experts(writer, c, layout, st, options.seed, options.direct_io, pool, progress);
+    write_experts(writer, c, layout, st, options, pool, progress);
     result.write_seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
     progress.note("synth: flushing to disk ...");

@@ -24,6 +24,7 @@
 
 #include "model/config.h"
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -53,6 +54,9 @@ struct SynthOptions {
     // otherwise a plain line is printed every few seconds.
     std::FILE* progress = nullptr;
     bool direct_io = true;  // O_DIRECT expert writes where possible (false: always buffered)
+    // Polled between tensors and between runs of experts: once true, the write stops with
+    // Error (BadInput, "interrupted") and the partial output is removed. May be set from a signal handler.
+    const std::atomic<bool>* cancel = nullptr;
 };
 
 struct SynthResult {
