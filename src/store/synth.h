@@ -18,8 +18,10 @@
 // through the writer. Either way the bytes are the same.
 //
 // Thread-safety: write_synth_model is reentrant (no shared state besides the pool it is given).
-// Failure: a bad preset, layer count or quantisation, or an existing output without `force`, is an
-// Error (BadInput) raised before anything is written; OS failures are Error (Io) naming the file.
+// Failure: a bad preset, layer count or quantisation, an existing output without `force`, or with
+// `force` a path that is not a packed model, is an Error (BadInput) raised before anything is
+// written, as is too little free space (Io). OS failures are Error (Io) naming the file; a
+// cancellation is Error (BadInput, "interrupted"). In every failure the partial output is removed.
 #pragma once
 
 #include "model/config.h"
