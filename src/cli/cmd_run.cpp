@@ -1,62 +1,153 @@
-// flashmoe run MODEL --ids 1,2,3 -n N: generate from a prompt of token ids.
+// flashmoe run MODEL (-p TEXT | -f FILE | --ids 1,2,3 | stdin) [--chat] -n N: one-shot generation.
 #include "cli/command.h"
 #include "cli/options.h"
+#include "engine/chat_prompt.h"
 #include "engine/generate.h"
 #include "engine/loaded_model.h"
+#include "engine/reasoning.h"
 #include "engine/run_stats.h"
+#include "text/tokenizer.h"
 #include "util/error.h"
+#include "util/mapped_file.h"
 #include "util/sys.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <iostream>
+#include <iterator>
 
 namespace flashmoe::cli {
 namespace {
 
 struct RunArgs {
-    std::string model, ids;
-    int64_t n = 32;
+    std::string model, prompt, file, ids, system;
+    std::optional<int64_t> n;
     int64_t k = 0;
-    bool stats = false;
-    SamplingParams sampling;
+    bool chat = false, no_think = false, hide_thinking = false, print_ids = false, stats = false;
+    SamplingFlags sampling;
     ModelFlags model_flags;
 };
 
+std::string read_prompt_text(const RunArgs& a) {
+    if (!a.prompt.empty()) return a.prompt;
+    if (!a.file.empty()) return read_text_file(a.file);
+    if (::isatty(STDIN_FILENO)) fail(ErrorKind::BadInput, "no prompt: give -p TEXT, -f FILE, --ids, or pipe text in");
+    std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    if (text.empty()) fail(ErrorKind::BadInput, "the prompt from standard input is empty");
+    return text;
+}
+
 CommandRegistration reg("run", [](CLI::App& app) -> std::function<int()> {
     auto a = std::make_shared<RunArgs>();
-    auto* cmd = app.add_subcommand("run", "generate a continuation of a prompt");
+    auto* cmd = app.add_subcommand("run", "generate a continuation of a prompt (or one chat reply with --chat)");
     cmd->add_option("model", a->model, "packed model, or HF/MLX snapshot directory")->required();
-    cmd->add_option("--ids", a->ids, "prompt token ids, comma-separated")->required();
-    cmd->add_option("-n,--max-tokens", a->n, "tokens to generate")->capture_default_str();
+    auto* p = cmd->add_option("-p,--prompt", a->prompt, "prompt text");
+    auto* f = cmd->add_option("-f,--file", a->file, "read the prompt from a file");
+    auto* ids = cmd->add_option("--ids", a->ids, "prompt token ids, comma-separated");
+    p->excludes(f)->excludes(ids);
+    f->excludes(ids);
+    cmd->add_option("-n,--max-tokens", a->n, "tokens to generate (default: the model's, or 512)");
     cmd->add_option("--k", a->k, "routed experts per token (default: the model's)");
+    cmd->add_flag("--chat", a->chat, "wrap the prompt in the model's chat template as a user message");
+    cmd->add_option("--system", a->system, "system message (with --chat)");
+    cmd->add_flag("--no-think", a->no_think, "render the chat template with thinking off");
+    cmd->add_flag("--hide-thinking", a->hide_thinking, "do not print the reasoning part of a chat reply");
+    cmd->add_flag("--print-ids", a->print_ids, "print generated token ids instead of text");
     cmd->add_flag("--stats", a->stats, "print speed, I/O and memory figures at the end (stderr)");
     add_sampling_flags(cmd, a->sampling);
     add_model_flags(cmd, a->model_flags);
     return [a]() {
-        auto ids = parse_ids(a->ids);
-        if (a->n < 0) fail(ErrorKind::BadInput, "-n must not be negative");
+        if (a->n && *a->n < 0) fail(ErrorKind::BadInput, "-n must not be negative");
         if (a->k < 0) fail(ErrorKind::BadInput, "--k must be positive");
-        a->sampling.validate();
+        if (a->chat && !a->ids.empty()) fail(ErrorKind::BadInput, "--chat needs a text prompt, not --ids");
         auto model = open_model(a->model, a->model_flags);
+        const GenerationDefaults& defaults = model->generation_defaults();
+        SamplingParams sampling = resolve_sampling(a->sampling, defaults.sampling);
+
+        // The prompt: ids, plain text, or a chat turn.
+        std::vector<int32_t> prompt;
+        std::vector<int64_t> boundaries;
+        bool opens_thinking = false;
+        const bool text_out = !a->print_ids;
+        if (!a->ids.empty()) {
+            prompt = parse_ids(a->ids);
+        } else if (a->chat) {
+            nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+            if (!a->system.empty()) messages.push_back({{"role", "system"}, {"content", a->system}});
+            messages.push_back({{"role", "user"}, {"content", read_prompt_text(*a)}});
+            nlohmann::ordered_json extra = {{"enable_thinking", !a->no_think}};
+            ChatPrompt cp = build_chat_prompt(*model, messages, nullptr, extra);
+            prompt = std::move(cp.tokens);
+            boundaries = std::move(cp.boundaries);
+            opens_thinking = cp.opens_thinking;
+        } else {
+            std::string text = read_prompt_text(*a);
+            prompt = model->tokenizer().encode(text);
+            if (text_out) fmt::print("{}", text);  // a continuation reads best after its prompt
+        }
+        if (prompt.empty()) fail(ErrorKind::BadInput, "the prompt encodes to no tokens");
+
         Session session(model->forward());
-        Sampler sampler(a->sampling);
+        Sampler sampler(sampling);
         GenerateOptions go;
-        go.max_new_tokens = a->n;
+        go.max_new_tokens = a->n ? *a->n : defaults.max_new_tokens;
         go.k = a->k;
-        for (int64_t id : model->config().eos_token_ids) go.stop_tokens.push_back(int32_t(id));
+        go.stop_tokens = defaults.stop_tokens;
+        go.boundaries = boundaries;
+
+        const bool tty = ::isatty(STDOUT_FILENO);
+        const Tokenizer* tok = text_out ? &model->tokenizer() : nullptr;
+        std::optional<StreamDecoder> decoder;
+        if (tok) decoder.emplace(*tok, DecodeOptions{.skip_special = true});
+        ReasoningSplitter splitter(opens_thinking);
+        bool in_dim = false;
+        auto print_text = [&](const std::string& text) {
+            if (!a->chat) {
+                fmt::print("{}", text);
+                return;
+            }
+            ReasoningDelta d = splitter.push(text);
+            if (!d.reasoning.empty() && !a->hide_thinking) {
+                if (tty && !in_dim) fmt::print("\033[2m");
+                in_dim = tty;
+                fmt::print("{}", d.reasoning);
+            }
+            if (!d.content.empty()) {
+                if (in_dim) fmt::print("\033[0m");
+                if (in_dim || (!tty && !a->hide_thinking && splitter.in_reasoning() == false && !d.reasoning.empty())) {
+                    fmt::print("\n");
+                }
+                in_dim = false;
+                fmt::print("{}", d.content);
+            }
+        };
 
         ExpertStore* store = model->expert_store();
         ExpertStoreStats at_start = store ? store->stats() : ExpertStoreStats{}, after_prompt = at_start;
         bool first = true;
         RunStats rs;
-        rs.generation = generate(session, ids, go, sampler, [&](int32_t token) {
+        rs.generation = generate(session, prompt, go, sampler, [&](int32_t token) {
             if (first && store) after_prompt = store->stats();
-            fmt::print("{}{}", first ? "" : ",", token);
+            if (tok) {
+                if (std::find(go.stop_tokens.begin(), go.stop_tokens.end(), token) == go.stop_tokens.end()) {
+                    print_text(decoder->push(token));
+                }
+            } else {
+                fmt::print("{}{}", first ? "" : ",", token);
+            }
             std::fflush(stdout);
             first = false;
             return true;
         });
+        if (tok) print_text(decoder->flush());
+        if (a->chat) {
+            ReasoningDelta d = splitter.flush();
+            if (!a->hide_thinking) fmt::print("{}", d.reasoning);
+            fmt::print("{}", d.content);
+            if (in_dim) fmt::print("\033[0m");
+        }
         fmt::print("\n");
         std::fflush(stdout);
         if (a->stats) {

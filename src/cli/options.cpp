@@ -3,6 +3,7 @@
 #include "util/error.h"
 
 #include <charconv>
+#include <random>
 
 namespace flashmoe::cli {
 
@@ -27,15 +28,28 @@ std::vector<int32_t> parse_ids(const std::string& text) {
     return ids;
 }
 
-void add_sampling_flags(CLI::App* app, SamplingParams& p) {
-    app->add_option("--temp", p.temperature, "sampling temperature (0 = greedy)")->capture_default_str();
-    app->add_option("--top-p", p.top_p, "nucleus sampling mass")->capture_default_str();
-    app->add_option("--top-k", p.top_k, "keep the k most likely tokens (0 = all)")->capture_default_str();
-    app->add_option("--min-p", p.min_p, "drop tokens below min-p times the top probability")->capture_default_str();
-    app->add_option("--seed", p.seed, "random seed")->capture_default_str();
-    app->add_option("--repeat-penalty", p.repetition_penalty, "repetition penalty (1 = off)")->capture_default_str();
-    app->add_option("--presence-penalty", p.presence_penalty, "presence penalty")->capture_default_str();
-    app->add_option("--frequency-penalty", p.frequency_penalty, "frequency penalty")->capture_default_str();
+void add_sampling_flags(CLI::App* app, SamplingFlags& f) {
+    app->add_option("--temp", f.temperature, "sampling temperature (0 = greedy; default: the model's)");
+    app->add_option("--top-p", f.top_p, "nucleus sampling mass");
+    app->add_option("--top-k", f.top_k, "keep the k most likely tokens (0 = all)");
+    app->add_option("--min-p", f.min_p, "drop tokens below min-p times the top probability");
+    app->add_option("--seed", f.seed, "random seed (default: random)");
+    app->add_option("--repeat-penalty", f.repetition_penalty, "repetition penalty (1 = off)");
+    app->add_option("--presence-penalty", f.presence_penalty, "presence penalty");
+    app->add_option("--frequency-penalty", f.frequency_penalty, "frequency penalty");
+}
+
+SamplingParams resolve_sampling(const SamplingFlags& f, SamplingParams p) {
+    if (f.temperature) p.temperature = *f.temperature;
+    if (f.top_p) p.top_p = *f.top_p;
+    if (f.top_k) p.top_k = *f.top_k;
+    if (f.min_p) p.min_p = *f.min_p;
+    if (f.repetition_penalty) p.repetition_penalty = *f.repetition_penalty;
+    if (f.presence_penalty) p.presence_penalty = *f.presence_penalty;
+    if (f.frequency_penalty) p.frequency_penalty = *f.frequency_penalty;
+    p.seed = f.seed ? *f.seed : std::random_device{}();
+    p.validate();
+    return p;
 }
 
 }  // namespace flashmoe::cli

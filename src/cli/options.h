@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <memory>
+#include <optional>
 
 #include <string>
 #include <vector>
@@ -15,8 +16,17 @@ namespace flashmoe::cli {
 // "1,2,3" -> {1, 2, 3}; fails (BadInput) naming the bad entry.
 std::vector<int32_t> parse_ids(const std::string& text);
 
+// Sampling flags; those not given fall back to the model's generation_config.json.
+struct SamplingFlags {
+    std::optional<float> temperature, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty;
+    std::optional<int64_t> top_k;
+    std::optional<uint64_t> seed;
+};
+
 // --temp --top-p --top-k --min-p --seed --repeat-penalty --presence-penalty --frequency-penalty
-void add_sampling_flags(CLI::App* app, SamplingParams& params);
+void add_sampling_flags(CLI::App* app, SamplingFlags& flags);
+// The defaults with every given flag applied; no --seed means a random seed. Validated.
+SamplingParams resolve_sampling(const SamplingFlags& flags, SamplingParams defaults);
 
 }  // namespace flashmoe::cli
 

@@ -1,13 +1,47 @@
 #include "engine/loaded_model.h"
 
 #include "store/packed_writer.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
+#include "util/error.h"
 #include "util/thread_pool.h"
 
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <map>
 
 namespace flashmoe {
+
+LoadedModel::LoadedModel() = default;
+LoadedModel::~LoadedModel() = default;
+
+const Tokenizer& LoadedModel::tokenizer() {
+    std::lock_guard<std::mutex> lock(text_mutex_);
+    if (!tokenizer_) {
+        if (!std::filesystem::exists(std::filesystem::path(path_) / "tokenizer.json")) {
+            fail(ErrorKind::BadModel, "{} has no tokenizer.json: give token ids with --ids instead of text", path_);
+        }
+        tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(path_));
+    }
+    return *tokenizer_;
+}
+
+const ChatTemplate& LoadedModel::chat_template() {
+    std::lock_guard<std::mutex> lock(text_mutex_);
+    if (!chat_template_) chat_template_ = std::make_unique<ChatTemplate>(ChatTemplate::from_model_dir(path_));
+    return *chat_template_;
+}
+
+const GenerationDefaults& LoadedModel::generation_defaults() {
+    const Tokenizer* tok = nullptr;
+    if (std::filesystem::exists(std::filesystem::path(path_) / "tokenizer.json")) tok = &tokenizer();
+    std::lock_guard<std::mutex> lock(text_mutex_);
+    if (!generation_defaults_) {
+        generation_defaults_ = std::make_unique<GenerationDefaults>(load_generation_defaults(path_, config(), tok));
+    }
+    return *generation_defaults_;
+}
 
 std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& path, const ExpertStoreOptions& options) {
     auto m = std::make_unique<LoadedModel>();

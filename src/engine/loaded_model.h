@@ -4,14 +4,19 @@
 // flashmoe::Error naming the file or tensor at fault.
 #pragma once
 
+#include "engine/generation_defaults.h"
 #include "model/hf_checkpoint.h"
 #include "model/qwen35moe.h"
 #include "store/packed_model.h"
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace flashmoe {
+
+class Tokenizer;
+class ChatTemplate;
 
 struct WeightSummary {
     size_t tensor_count = 0;
@@ -23,6 +28,8 @@ struct WeightSummary {
 
 class LoadedModel {
 public:
+    LoadedModel();
+    ~LoadedModel();
     static std::unique_ptr<LoadedModel> open(const std::string& path, const ExpertStoreOptions& options = {});
 
     const ModelConfig& config() const { return *config_; }
@@ -31,6 +38,12 @@ public:
     Qwen35Moe& forward() { return *forward_; }
     const std::string& path() const { return path_; }
     std::string layout_description() const;
+
+    // The model's text side, loaded on first use from its directory (thread-safe). Missing files
+    // are an Error (BadModel) that says so; generation_defaults() works without a tokenizer.
+    const Tokenizer& tokenizer();
+    const ChatTemplate& chat_template();
+    const GenerationDefaults& generation_defaults();
     WeightSummary summary() const;
 
 private:
@@ -39,6 +52,10 @@ private:
     std::unique_ptr<HfCheckpoint> checkpoint_;  // one of these two
     std::unique_ptr<PackedModel> packed_;
     std::unique_ptr<Qwen35Moe> forward_;
+    std::mutex text_mutex_;
+    std::unique_ptr<Tokenizer> tokenizer_;
+    std::unique_ptr<ChatTemplate> chat_template_;
+    std::unique_ptr<GenerationDefaults> generation_defaults_;
 };
 
 }  // namespace flashmoe
