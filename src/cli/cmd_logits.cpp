@@ -29,7 +29,7 @@ CommandRegistration reg("logits", [](CLI::App& app) -> std::function<int()> {
         fo.k = args->k;
         fo.logits = LogitsFor::All;
         std::vector<float> logits;
-        model->forward().forward(state, ids, fo, &logits);
+        model->forward().forward(*state, ids, fo, &logits);
         write_npy_f32(args->out, {int64_t(ids.size()), model->config().vocab_size}, logits.data());
         return 0;
     };

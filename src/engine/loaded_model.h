@@ -35,7 +35,7 @@ public:
     const ModelConfig& config() const { return *config_; }
     bool is_packed() const { return packed_ != nullptr; }
     ExpertStore* expert_store() { return packed_ ? &packed_->experts() : nullptr; }
-    Qwen35Moe& forward() { return *forward_; }
+    ModelRunner& forward() { return *forward_; }
     const std::string& path() const { return path_; }
     std::string layout_description() const;
 
@@ -51,7 +51,7 @@ private:
     const ModelConfig* config_ = nullptr;
     std::unique_ptr<HfCheckpoint> checkpoint_;  // one of these two
     std::unique_ptr<PackedModel> packed_;
-    std::unique_ptr<Qwen35Moe> forward_;
+    std::unique_ptr<ModelRunner> forward_;
     std::mutex text_mutex_;
     std::unique_ptr<Tokenizer> tokenizer_;
     std::unique_ptr<ChatTemplate> chat_template_;

@@ -7,7 +7,7 @@
 
 namespace flashmoe {
 
-PerplexityResult perplexity(Qwen35Moe& model, std::span<const int32_t> ids, int64_t window, int64_t k,
+PerplexityResult perplexity(ModelRunner& model, std::span<const int32_t> ids, int64_t window, int64_t k,
                             const std::function<void(int64_t, int64_t)>& progress) {
     if (window < 2) fail(ErrorKind::BadInput, "the perplexity window must be at least 2 tokens");
     const int64_t windows = int64_t(ids.size()) / window;
@@ -19,7 +19,7 @@ PerplexityResult perplexity(Qwen35Moe& model, std::span<const int32_t> ids, int6
     for (int64_t w = 0; w < windows; ++w) {
         auto tokens = ids.subspan(size_t(w * window), size_t(window));
         auto state = model.new_state();
-        model.forward(state, tokens, ForwardOptions{.k = k, .logits = LogitsFor::All}, &logits);
+        model.forward(*state, tokens, ForwardOptions{.k = k, .logits = LogitsFor::All}, &logits);
         for (int64_t t = 1; t < window; ++t) {
             const float* row = &logits[size_t((t - 1) * V)];
             const float mx = *std::max_element(row, row + V);

@@ -3,7 +3,7 @@
 // mean natural-log loss, perplexity exp(NLL). (The same metric as tools/train_tiny/eval.py.)
 #pragma once
 
-#include "model/qwen35moe.h"
+#include "model/model_runner.h"
 
 #include <functional>
 #include <span>
@@ -18,7 +18,7 @@ struct PerplexityResult {
 };
 
 // `progress(done, total)` is called after each window. Fails (BadInput) when ids hold no whole window.
-PerplexityResult perplexity(Qwen35Moe& model, std::span<const int32_t> ids, int64_t window, int64_t k,
+PerplexityResult perplexity(ModelRunner& model, std::span<const int32_t> ids, int64_t window, int64_t k,
                             const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace flashmoe

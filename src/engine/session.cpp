@@ -6,47 +6,31 @@
 
 namespace flashmoe {
 
-Session::Session(Qwen35Moe& model, size_t max_snapshots)
+Session::Session(ModelRunner& model, size_t max_snapshots)
     : model_(model), max_snapshots_(std::max<size_t>(max_snapshots, 1)), state_(model.new_state()) {}
 
 void Session::reset() {
-    state_.reset();
+    state_->reset();
     tokens_.clear();
     snapshots_.clear();
     k_ = -1;
 }
 
 void Session::take_snapshot() {
-    if (!snapshots_.empty() && snapshots_.back().position == state_.position) return;
-    Snapshot s;
-    s.position = state_.position;
-    s.recurrent.resize(state_.layers.size());
-    for (size_t i = 0; i < state_.layers.size(); ++i) {
-        s.recurrent[i].conv = state_.layers[i].conv;
-        s.recurrent[i].recurrent = state_.layers[i].recurrent;
-    }
-    snapshots_.push_back(std::move(s));
+    if (!snapshots_.empty() && snapshots_.back()->position() == state_->position()) return;
+    snapshots_.push_back(state_->snapshot());
     if (snapshots_.size() > max_snapshots_) snapshots_.pop_front();
 }
 
-void Session::restore(const Snapshot& s) {
-    const ModelConfig& c = model_.config();
-    const size_t kv_row = size_t(c.num_kv_heads * c.head_dim);
-    for (size_t i = 0; i < state_.layers.size(); ++i) {
-        LayerState& L = state_.layers[i];
-        L.keys.resize(size_t(s.position) * kv_row);
-        L.values.resize(size_t(s.position) * kv_row);
-        L.conv = s.recurrent[i].conv;
-        L.recurrent = s.recurrent[i].recurrent;
-    }
-    state_.position = s.position;
-    tokens_.resize(size_t(s.position));
-    while (!snapshots_.empty() && snapshots_.back().position > s.position) snapshots_.pop_back();
+void Session::restore(const StateSnapshot& s) {
+    state_->restore(s);
+    tokens_.resize(size_t(s.position()));
+    while (!snapshots_.empty() && snapshots_.back()->position() > s.position()) snapshots_.pop_back();
 }
 
 void Session::run(std::span<const int32_t> tokens, int64_t k, LogitsFor which, std::vector<float>* logits) {
     try {
-        model_.forward(state_, tokens, ForwardOptions{.k = k, .logits = which}, logits);
+        model_.forward(*state_, tokens, ForwardOptions{.k = k, .logits = which}, logits);
     } catch (...) {
         reset();
         throw;
@@ -66,9 +50,9 @@ PrefillResult Session::prefill(std::span<const int32_t> prompt, std::span<const 
     while (common < limit && common < tokens_.size() && tokens_[common] == prompt[common]) ++common;
     if (common < tokens_.size()) {
         // The history diverges: go back to the latest snapshot within the shared prefix.
-        const Snapshot* best = nullptr;
+        const StateSnapshot* best = nullptr;
         for (auto& s : snapshots_)
-            if (size_t(s.position) <= common) best = &s;
+            if (size_t(s->position()) <= common) best = s.get();
         if (best) {
             restore(*best);
         } else {

@@ -9,11 +9,11 @@
 // state may be partly updated), so the next call starts clean.
 #pragma once
 
-#include "model/qwen35moe.h"
-#include "model/state.h"
+#include "model/model_runner.h"
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -26,7 +26,7 @@ struct PrefillResult {
 
 class Session {
 public:
-    explicit Session(Qwen35Moe& model, size_t max_snapshots = 8);
+    explicit Session(ModelRunner& model, size_t max_snapshots = 8);
 
     // Feeds `prompt`, reusing the longest cached prefix (never all of it: the last token always runs,
     // to produce its logits), snapshotting at each position in `boundaries` and before the last
@@ -39,22 +39,18 @@ public:
     const std::vector<int32_t>& tokens() const { return tokens_; }
     size_t snapshot_count() const { return snapshots_.size(); }
     void reset();
-    Qwen35Moe& model() { return model_; }
+    ModelRunner& model() { return model_; }
 
 private:
-    struct Snapshot {
-        int64_t position = 0;
-        std::vector<LayerState> recurrent;  // DeltaNet layers' conv and recurrent state (KV left empty)
-    };
     void take_snapshot();
-    void restore(const Snapshot& s);
+    void restore(const StateSnapshot& s);
     void run(std::span<const int32_t> tokens, int64_t k, LogitsFor which, std::vector<float>* logits);
 
-    Qwen35Moe& model_;
+    ModelRunner& model_;
     size_t max_snapshots_;
-    SequenceState state_;
+    std::unique_ptr<ModelState> state_;
     std::vector<int32_t> tokens_;
-    std::deque<Snapshot> snapshots_;  // ascending position
+    std::deque<std::unique_ptr<StateSnapshot>> snapshots_;  // ascending position
     int64_t k_ = -1;                  // routed experts the state was computed with
 };
 

@@ -25,8 +25,11 @@ Qwen35Moe::Qwen35Moe(const ModelConfig& config, const DenseWeights& weights, Exp
                      ThreadPool* pool)
     : config_(config), weights_(weights), experts_(experts), pool_(pool) {}
 
-void Qwen35Moe::forward(SequenceState& state, std::span<const int32_t> tokens, const ForwardOptions& options,
+void Qwen35Moe::forward(ModelState& model_state, std::span<const int32_t> tokens, const ForwardOptions& options,
                         std::vector<float>* logits) {
+    auto* cpu_state = dynamic_cast<SequenceState*>(&model_state);
+    if (!cpu_state) fail(ErrorKind::Internal, "the CPU forward was given another backend's state");
+    SequenceState& state = *cpu_state;
     const ModelConfig& c = config_;
     const int64_t n = int64_t(tokens.size()), H = c.hidden_size;
     if (n == 0) fail(ErrorKind::BadInput, "forward needs at least one token");
@@ -48,7 +51,7 @@ void Qwen35Moe::forward(SequenceState& state, std::span<const int32_t> tokens, c
     for (int64_t l = 0; l < c.num_layers; ++l) {
         const LayerWeights& L = weights_.layers[size_t(l)];
         for (int64_t t = 0; t < n; ++t) cpu::rmsnorm(&x[size_t(t * H)], L.input_norm.data(), H, c.rms_norm_eps, &xn[size_t(t * H)]);
-        if (L.kind == LayerKind::Attention) attention(l, state.layers[size_t(l)], state.position, n, xn.data(), mix.data());
+        if (L.kind == LayerKind::Attention) attention(l, state.layers[size_t(l)], state.position(), n, xn.data(), mix.data());
         else deltanet(l, state.layers[size_t(l)], n, xn.data(), mix.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += mix[i];
 
@@ -56,7 +59,7 @@ void Qwen35Moe::forward(SequenceState& state, std::span<const int32_t> tokens, c
         moe(l, k, n, xn.data(), mix.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += mix[i];
     }
-    state.position += n;
+    state.advance(n);
 
     if (!logits || options.logits == LogitsFor::None) return;
     const int64_t first = options.logits == LogitsFor::All ? 0 : n - 1;

@@ -10,6 +10,7 @@
 
 #include "model/config.h"
 #include "model/experts.h"
+#include "model/model_runner.h"
 #include "model/state.h"
 #include "model/weights.h"
 
@@ -21,24 +22,16 @@ namespace flashmoe {
 
 class ThreadPool;
 
-enum class LogitsFor { None, Last, All };
-
-struct ForwardOptions {
-    int64_t k = 0;           // routed experts per token; 0 = the config's num_experts_per_tok
-    LogitsFor logits = LogitsFor::Last;
-};
-
-class Qwen35Moe {
+class Qwen35Moe final : public ModelRunner {
 public:
     Qwen35Moe(const ModelConfig& config, const DenseWeights& weights, ExpertSource& experts, ThreadPool* pool);
 
-    // Runs `tokens` at positions state.position.., appends them to `state`, and writes logits:
-    // [1, vocab] for LogitsFor::Last, [tokens.size(), vocab] for All, nothing for None.
-    void forward(SequenceState& state, std::span<const int32_t> tokens, const ForwardOptions& options,
-                 std::vector<float>* logits);
+    // `state` must come from new_state() of a CPU runner (Error Internal otherwise).
+    void forward(ModelState& state, std::span<const int32_t> tokens, const ForwardOptions& options,
+                 std::vector<float>* logits) override;
 
-    const ModelConfig& config() const { return config_; }
-    SequenceState new_state() const { return SequenceState(config_); }
+    const ModelConfig& config() const override { return config_; }
+    std::unique_ptr<ModelState> new_state() const override { return std::make_unique<SequenceState>(config_); }
 
 private:
     void attention(int64_t layer, LayerState& st, int64_t position, int64_t n, const float* x, float* out);

@@ -1,9 +1,9 @@
-// The per-sequence state of a Qwen3.5-MoE forward: the KV cache of each attention layer and the
-// convolution window and recurrent matrix of each Gated DeltaNet layer. Owned by one sequence;
-// copyable, so a prefix can be snapshotted (the DeltaNet state cannot be rewound, only restored).
+// The CPU forward's per-sequence state: the KV cache of each attention layer and the convolution
+// window and recurrent matrix of each Gated DeltaNet layer, in host memory.
 #pragma once
 
 #include "model/config.h"
+#include "model/model_runner.h"
 
 #include <cstdint>
 #include <vector>
@@ -20,14 +20,22 @@ struct LayerState {
     std::vector<float> recurrent;
 };
 
-struct SequenceState {
-    int64_t position = 0;  // tokens consumed so far
-    std::vector<LayerState> layers;
-
+class SequenceState final : public ModelState {
+public:
     explicit SequenceState(const ModelConfig& config);
-    SequenceState() = default;
-    void reset();
-    size_t bytes() const;  // memory held by caches and states
+
+    int64_t position() const override { return position_; }
+    void reset() override;
+    std::unique_ptr<StateSnapshot> snapshot() const override;
+    void restore(const StateSnapshot& snapshot) override;
+    size_t bytes() const override;
+
+    std::vector<LayerState> layers;
+    void advance(int64_t tokens) { position_ += tokens; }
+
+private:
+    int64_t kv_row_ = 0;  // floats per position in a layer's key (and value) cache
+    int64_t position_ = 0;
 };
 
 }  // namespace flashmoe

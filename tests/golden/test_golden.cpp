@@ -58,7 +58,7 @@ TEST_P(Golden, MatchesTransformers) {
     ASSERT_EQ(ref.shape, (std::vector<int64_t>{int64_t(prompt.size()), V}));
     auto state = model->forward().new_state();
     std::vector<float> logits;
-    model->forward().forward(state, prompt, ForwardOptions{.k = k, .logits = LogitsFor::All}, &logits);
+    model->forward().forward(*state, prompt, ForwardOptions{.k = k, .logits = LogitsFor::All}, &logits);
     ASSERT_EQ(logits.size(), ref.data.size());
     float max_ref = 0, max_diff = 0;
     for (size_t i = 0; i < logits.size(); ++i) {

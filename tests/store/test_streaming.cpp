@@ -45,7 +45,7 @@ struct Outputs {
 Outputs run_model(LoadedModel& m) {
     Outputs out;
     auto state = m.forward().new_state();
-    m.forward().forward(state, kPrompt, ForwardOptions{.k = 0, .logits = LogitsFor::All}, &out.logits);
+    m.forward().forward(*state, kPrompt, ForwardOptions{.k = 0, .logits = LogitsFor::All}, &out.logits);
     Session session(m.forward());
     Sampler greedy(SamplingParams{.temperature = 0});
     generate(session, kPrompt, GenerateOptions{.max_new_tokens = 12, .k = 0, .stop_tokens = {}, .boundaries = {}}, greedy,
@@ -112,7 +112,7 @@ TEST(Streaming, PromptBatchReadsEachExpertOncePerLayer) {
     auto m = LoadedModel::open(packed, ExpertStoreOptions{.mode = IoMode::PageCache, .cache_bytes = size_t(1) << 30});
     auto state = m->forward().new_state();
     std::vector<float> logits;
-    m->forward().forward(state, kPrompt, ForwardOptions{}, &logits);
+    m->forward().forward(*state, kPrompt, ForwardOptions{}, &logits);
     auto s = m->expert_store()->stats();
     const auto& c = m->config();
     EXPECT_LE(s.requests, uint64_t(c.num_layers * c.num_experts));  // unique experts per layer, not per token
@@ -156,7 +156,7 @@ TEST(Streaming, ReadErrorMidGenerationIsAnIoErrorAndTheStoreRecovers) {
     auto state = m->forward().new_state();
     std::vector<float> logits;
     try {
-        m->forward().forward(state, kPrompt, ForwardOptions{}, &logits);
+        m->forward().forward(*state, kPrompt, ForwardOptions{}, &logits);
         FAIL() << "no error";
     } catch (const Error& e) {
         EXPECT_EQ(e.kind(), ErrorKind::Io);

@@ -114,7 +114,7 @@ std::vector<float> dequantized_row(const Matrix& m, int64_t row) {
 std::vector<float> check_forward(LoadedModel& model, const std::vector<int32_t>& prompt) {
     auto state = model.forward().new_state();
     std::vector<float> logits;
-    model.forward().forward(state, prompt, {}, &logits);
+    model.forward().forward(*state, prompt, {}, &logits);
     EXPECT_EQ(int64_t(logits.size()), model.config().vocab_size);
     Stats s = stats_of(logits);
     EXPECT_TRUE(s.finite);
