@@ -1,4 +1,5 @@
-// libFuzzer entry point for the tokenizer_decode target (bodies in tests/fuzz/targets.cpp).
+// libFuzzer entry point; fuzz/CMakeLists.txt builds it once per target, naming the target body
+// (tests/fuzz/targets.h) in FLASHMOE_FUZZ_TARGET.
 #include "targets.h"
 
 #include <cstdlib>
@@ -10,6 +11,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return true;
     }();
     (void)ready;
-    flashmoe::fuzz::tokenizer_decode(data, size);
+    flashmoe::fuzz::FLASHMOE_FUZZ_TARGET(data, size);
     return 0;
 }
