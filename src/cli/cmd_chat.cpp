@@ -136,7 +136,11 @@ private:
         ReplyPrinter printer(model_->tokenizer(), stdout,
                              {.split_reasoning = true, .opens_thinking = cp.opens_thinking,
                               .hide_thinking = a_.hide_thinking});
-        Sampler sampler(sampling_);
+        // A fresh sampler per reply (the repetition penalty counts this prompt); the seed moves on
+        // each reply so that --seed reproduces the whole chat without repeating one draw sequence.
+        SamplingParams params = sampling_;
+        params.seed += uint64_t(totals_.replies);
+        Sampler sampler(params);
         const auto& stops = defaults_.stop_tokens;
         ExpertStoreStats before = store_ ? store_->stats() : ExpertStoreStats{}, after_prompt = before;
         bool first = true;
@@ -175,6 +179,7 @@ private:
         conv_.turns.push_back(reply);
 
         rs.streamed = store_ != nullptr;
+        rs.peak_rss = peak_rss_bytes();
         if (store_) {
             rs.prefill_io = after_prompt - before;
             rs.decode_io = store_->stats() - after_prompt;
