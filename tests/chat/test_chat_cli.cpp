@@ -142,7 +142,8 @@ TEST(Run, ChatWithThinkingAndHideThinkingPrintsNoTags) {
 TEST(Run, SigintStopsGenerationAndStillReports) {
     const std::string d = TempEnvironment::dir();
     Shell s = sh(kBin + " run " + kModel + " -p 'And' -n 10000000 --ignore-eos --temp 0 --stats >" + d + "/o3 2>" + d +
-                 "/e3 & pid=$!; sleep 2; kill -INT $pid; wait $pid; echo code=$?");
+                 "/e3 & pid=$!; while [ ! -s " + d + "/o3 ]; do sleep 0.1; done; sleep 0.5; kill -INT $pid; wait $pid; "
+                 "echo code=$?");
     EXPECT_NE(s.out.find("code=130"), std::string::npos) << s.out << slurp(d + "/e3");
     EXPECT_NE(slurp(d + "/e3").find("generated:"), std::string::npos) << slurp(d + "/e3");
     const std::string out = slurp(d + "/o3");
@@ -279,6 +280,21 @@ TEST(ChatTmux, SecondTurnReusesTheFirstAndResetStartsOver) {
     p.line("Let there be light.");
     ASSERT_TRUE(p.wait_statuses(3)) << p.screen();
     EXPECT_EQ(p.statuses()[2].reused, 0) << p.screen();
+
+    // A system message comes first in the prompt, and other k computes other states: no reuse.
+    p.line("/system Speak as the scripture.");
+    ASSERT_TRUE(p.wait_text("system message set")) << p.screen();
+    p.line("Let there be light.");
+    ASSERT_TRUE(p.wait_statuses(4)) << p.screen();
+    EXPECT_EQ(p.statuses()[3].reused, 0) << p.screen();
+    EXPECT_GT(p.statuses()[3].prompt_new, p.statuses()[2].prompt_new) << p.screen();
+    p.line("/k 2");
+    ASSERT_TRUE(p.wait_text("k = 2;")) << p.screen();
+    p.line("And there was light.");
+    ASSERT_TRUE(p.wait_statuses(5)) << p.screen();
+    EXPECT_EQ(p.statuses()[4].reused, 0) << p.screen();
+    p.line("/k 99");
+    ASSERT_TRUE(p.wait_text("/k takes a number from 0")) << p.screen();
 
     p.line("/help");
     ASSERT_TRUE(p.wait_text("/save FILE")) << p.screen();
