@@ -166,8 +166,8 @@ class ChatPane {
 public:
     explicit ChatPane(const std::string& flags) {
         static int counter = 0;
-        socket_ = "flashmoe_chat_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
-        dir_ = TempEnvironment::dir() + "/" + socket_;
+        name_ = "pane_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+        dir_ = TempEnvironment::dir() + "/" + name_;
         fs::create_directories(dir_);
         const std::string inner = kBin + " chat " + kModel + " " + flags + "; echo exit=$? >" + dir_ +
                                   "/exit; stty -a >" + dir_ + "/stty";
@@ -175,9 +175,13 @@ public:
         ok_ = s.code == 0;
         EXPECT_TRUE(ok_) << s.out;
     }
-    ~ChatPane() { tmux("kill-server"); }
+    ~ChatPane() {
+        tmux("kill-server");
+        fs::remove(dir_ + "/tmux.sock");
+    }
 
-    Shell tmux(const std::string& args) { return sh("tmux -L " + socket_ + " " + args, 20); }
+    // The server's socket lives in the test's directory, so nothing is left behind in /tmp/tmux-*.
+    Shell tmux(const std::string& args) { return sh("tmux -S " + dir_ + "/tmux.sock " + args, 20); }
     void type(const std::string& text) { tmux("send-keys -t chat -l " + quote(text)); }
     void key(const std::string& name) { tmux("send-keys -t chat " + name); }
     void line(const std::string& text) {
@@ -245,7 +249,7 @@ public:
     bool ok_ = false;
 
 private:
-    std::string socket_, dir_;
+    std::string name_, dir_;
 };
 
 bool have_tmux() { return std::system("command -v tmux >/dev/null 2>&1") == 0; }
