@@ -39,7 +39,7 @@ Outputs run_model(LoadedModel& m) {
     m.forward().forward(*state, kPrompt, ForwardOptions{.k = 0, .logits = LogitsFor::All}, &out.logits);
     Session session(m.forward());
     Sampler greedy(SamplingParams{.temperature = 0});
-    generate(session, kPrompt, GenerateOptions{.max_new_tokens = 12, .k = 0, .stop_tokens = {}, .boundaries = {}}, greedy,
+    generate(session, kPrompt, GenerateOptions{.max_new_tokens = 12, .k = 0, .stop_tokens = {}, .boundaries = {}, .prefill = {}}, greedy,
              [&](int32_t t) {
                  out.greedy.push_back(t);
                  return true;
