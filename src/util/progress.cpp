@@ -42,6 +42,8 @@ void ProgressBar::update(uint64_t done, uint64_t total) {
                    text);
         std::fflush(stderr);
     } else {
+        // In logs, short jobs get only the final line.
+        if (elapsed < 2.0) return;
         int decile = int(frac * 10);
         if (decile == last_decile_) return;
         last_decile_ = decile;
