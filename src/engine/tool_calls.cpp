@@ -228,15 +228,19 @@ json type_tool_argument(std::string_view raw, const json* schema) {
 ToolCallParser::ToolCallParser(const json& tools) : tools_(tools.is_array() ? tools : json()) {}
 
 void ToolCallParser::emit_text(std::string_view text, ToolCallDelta& out) {
+    if (after_call_) {
+        // Whitespace between a call and the text after it is the format's, not the answer's.
+        skip_space(text);
+        if (text.empty()) return;
+        pending_ws_.clear();
+        after_call_ = false;
+    }
     size_t end = text.size();
     while (end > 0 && is_space(text[end - 1])) --end;
     if (end == 0) {
         pending_ws_.append(text);
         return;
     }
-    // Whitespace between a call and the text after it is the format's, not the answer's.
-    if (after_call_) pending_ws_.clear();
-    after_call_ = false;
     out.content += pending_ws_;
     out.content.append(text.substr(0, end));
     pending_ws_.assign(text.substr(end));
