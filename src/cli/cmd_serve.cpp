@@ -90,7 +90,8 @@ CommandRegistration reg("serve", [](CLI::App& app) -> std::function<int()> {
         so.context = ctx;
         so.model_name = a->model_name.empty() ? default_model_name(a->model) : a->model_name;
         so.http_threads = a->http_threads;
-        so.sampling = resolve_sampling(a->sampling, defaults.sampling);  // each request gets its own seed
+        so.sampling = resolve_sampling(a->sampling, defaults.sampling);
+        so.seed = a->sampling.seed;  // --seed fixes the seed of requests that bring none
         so.stop_tokens = defaults.stop_tokens;
 
         // A client that vanishes must not kill the server through SIGPIPE.

@@ -18,6 +18,9 @@ namespace {
 
 using json = nlohmann::ordered_json;
 constexpr auto kPollInterval = std::chrono::milliseconds(200);
+// A stream with nothing to say (queued, or a long prompt running) still writes an SSE comment this
+// often: clients ignore it, and a failed write tells us the client has gone.
+constexpr auto kKeepAlive = std::chrono::seconds(3);
 
 void send_json(httplib::Response& res, int status, const json& body) {
     res.status = status;
@@ -41,6 +44,7 @@ struct StreamState {
     bool started = false;
     bool finished = false;
     size_t next_tool_index = 0;
+    std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
 };
 
 // The SSE text for one engine event; sets `finished` at the end of the response.
@@ -144,6 +148,7 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
         json body = parse_body(req.body);
         ApiRequest r = endpoint == Endpoint::Chat ? parse_chat_request(body, options.sampling)
                                                   : parse_completion_request(body, options.sampling);
+        if (options.seed && !body.contains("seed")) r.sampling.seed = *options.seed;
         JobSpec spec = prepare_job(model, r, JobLimits{.context = options.context}, options.stop_tokens);
         ResponseMeta meta = new_response_meta(endpoint, options.model_name);
         auto reply = engine.submit(std::move(spec));
@@ -189,9 +194,12 @@ void Server::Impl::stream(std::shared_ptr<ReplyChannel> reply, const ResponseMet
                 st->started = true;
             } else if (std::optional<ReplyEvent> ev = st->reply->pop(kPollInterval)) {
                 out = render_event(*st, *ev);
+            } else if (std::chrono::steady_clock::now() - st->last_write >= kKeepAlive) {
+                out = ": keep-alive\n\n";
             } else {
                 return true;  // nothing yet; cpp-httplib calls again
             }
+            st->last_write = std::chrono::steady_clock::now();
             if (!sink.write(out.data(), out.size())) {
                 st->reply->cancel();  // the client went away: stop its generation
                 return false;

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,7 @@ struct ServerOptions {
     std::string model_name;  // what /v1/models and responses call the model
     size_t http_threads = 32;
     SamplingParams sampling;           // defaults for fields a request leaves out
+    std::optional<uint64_t> seed;      // for requests without one (else each gets a random seed)
     std::vector<int32_t> stop_tokens;  // end-of-turn ids
 };
 
