@@ -49,6 +49,10 @@ std::vector<ScriptEntry> load_script(const std::string& path) {
 
 // ---- the loop ----
 
+namespace {
+ApiError cancelled_error() { return ApiError(503, "server_error", "the request was cancelled", {}, "cancelled"); }
+}  // namespace
+
 // DeltaNet snapshots kept per slot: the latest message ends are what the next turn reuses, and on
 // a 35B model each snapshot holds ~60 MB of recurrent state.
 constexpr size_t kSnapshotsPerSlot = 4;
@@ -184,8 +188,11 @@ int32_t EngineLoop::next_token(Active& a) {
 bool EngineLoop::advance(Active& a) {
     const JobSpec& spec = a.job.spec;
     if (a.job.reply->cancelled()) {
-        std::lock_guard lock(mutex_);
-        ++counters_.cancelled;
+        {
+            std::lock_guard lock(mutex_);
+            ++counters_.cancelled;
+        }
+        a.job.reply->push(ReplyEvent::failed(cancelled_error()));  // anyone still waiting stops too
         return false;
     }
     const int32_t token = next_token(a);
@@ -250,6 +257,7 @@ void EngineLoop::run() {
                 queue_.pop_front();
                 if (job.reply->cancelled()) {
                     ++counters_.cancelled;
+                    job.reply->push(ReplyEvent::failed(cancelled_error()));
                     continue;
                 }
                 admitted.push_back(std::move(job));

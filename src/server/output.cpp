@@ -1,5 +1,7 @@
 #include "server/output.h"
 
+#include "util/error.h"
+
 #include <algorithm>
 #include <random>
 
@@ -61,7 +63,11 @@ void OutputPipeline::route(std::string_view text, OutputDelta& out) {
 
 bool OutputPipeline::push(int32_t token, OutputDelta& out) {
     if (stopped_) return false;
-    held_ += decoder_.push(token);
+    try {
+        held_ += decoder_.push(token);
+    } catch (const Error&) {
+        // An id with no text (the padding rows past the vocabulary): nothing to show.
+    }
     if (options_.stop.empty()) {
         route(held_, out);
         held_.clear();

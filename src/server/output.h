@@ -3,8 +3,8 @@
 // reasoning and answer at <think>...</think>, with Qwen3.5 XML tool calls parsed out of the
 // answer. Produces deltas ready to stream; the concatenation of all deltas is the full result.
 //
-// One pipeline per request; not thread-safe. push() throws BadInput only for a token id the
-// tokenizer does not have (a bug upstream); nothing else throws except std::bad_alloc.
+// One pipeline per request; not thread-safe. A token id the tokenizer has no text for (padding
+// rows of the embedding) adds nothing; nothing throws except std::bad_alloc.
 #pragma once
 
 #include "engine/reasoning.h"

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 
 namespace flashmoe::server {
@@ -78,6 +79,7 @@ struct Server::Impl {
     ServerOptions options;
     httplib::Server http;
     int64_t started_at = 0;
+    std::atomic<bool> stopping{false};  // stop(): requests in flight are cancelled, not finished
 
     Impl(LoadedModel& m, EngineLoop& e, ServerOptions o) : model(m), engine(e), options(std::move(o)) {}
 
@@ -98,8 +100,17 @@ void Server::Impl::setup() {
     http.set_payload_max_length(options.max_body);
     http.set_keep_alive_timeout(5);
 
+    // Browser front ends call from other origins; their preflight OPTIONS carries no key.
+    http.set_default_headers({{"Access-Control-Allow-Origin", "*"}});
+    http.Options(R"(/.*)", [](const httplib::Request&, httplib::Response& res) {
+        res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+        res.status = 204;
+    });
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-        if (options.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+        if (options.api_key.empty() || req.path == "/health" || req.method == "OPTIONS") {
+            return httplib::Server::HandlerResponse::Unhandled;
+        }
         std::string auth = req.get_header_value("Authorization");
         if (auth.starts_with("Bearer ") && same_secret(std::string_view(auth).substr(7), options.api_key)) {
             return httplib::Server::HandlerResponse::Unhandled;
@@ -163,11 +174,9 @@ void Server::Impl::wait_whole(const std::shared_ptr<ReplyChannel>& reply, const 
                               httplib::Response& res) {
     OutputDelta result;
     for (;;) {
+        if (stopping.load()) reply->cancel();  // the engine answers with a cancellation
         std::optional<ReplyEvent> ev = reply->pop(kPollInterval);
-        if (!ev) {
-            if (!http.is_running()) reply->cancel();
-            continue;
-        }
+        if (!ev) continue;
         switch (ev->kind) {
             case ReplyEvent::Kind::Delta: result.append(std::move(ev->delta)); break;
             case ReplyEvent::Kind::Done:
@@ -187,7 +196,11 @@ void Server::Impl::stream(std::shared_ptr<ReplyChannel> reply, const ResponseMet
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [st](size_t, httplib::DataSink& sink) {
+        [st, this](size_t, httplib::DataSink& sink) {
+            if (stopping.load()) {
+                st->reply->cancel();
+                return false;
+            }
             std::string out;
             if (!st->started) {
                 out = sse_event(first_chunk(st->meta));  // the role, at once: the client knows we are alive
@@ -235,6 +248,7 @@ int Server::bind() {
 void Server::listen() { impl_->http.listen_after_bind(); }
 
 void Server::stop() {
+    impl_->stopping.store(true);
     if (impl_->http.is_running()) impl_->http.stop();
 }
 

@@ -277,3 +277,12 @@ TEST(EngineLoop, NamedToolChoiceForcesTheCallOpening) {
     const bool called = !res.output.tool_calls.empty() && res.output.tool_calls[0].name == "lookup";
     EXPECT_TRUE(called || res.output.content.starts_with("<tool_call>\n<function=lookup>")) << res.output.content;
 }
+
+TEST(OutputPipeline, IdsWithoutTextAddNothing) {
+    OutputPipeline p(model().tokenizer(), OutputOptions{});
+    OutputDelta d;
+    EXPECT_TRUE(p.push(int32_t(model().config().vocab_size) - 1, d));  // a padding row
+    EXPECT_TRUE(p.push(model().tokenizer().encode("Amen").back(), d));
+    p.finish(d);
+    EXPECT_EQ(d.content, "men");
+}

@@ -351,6 +351,8 @@ def test_api_key(server):
     assert_error(raw(server, "GET", "/v1/models", key=None), 401)
     assert_error(raw_post(server, "/v1/chat/completions", b"{}", key="wrong"), 401)
     assert raw(server, "GET", "/health", key=None).status_code == 200
+    preflight = raw(server, "OPTIONS", "/v1/chat/completions", key=None)  # browsers send no key here
+    assert preflight.status_code == 204
 
 
 def test_still_serving_after_every_error(server, client):
