@@ -4,7 +4,9 @@
 // into free slots (the slot whose history shares the longest prefix with the prompt, so a
 // multi-turn chat reuses its earlier turns), runs their prompts, then advances every active job by
 // one token per round, so concurrent streams all make progress. Jobs whose client went away
-// (ReplyChannel::cancel) stop at the next token and free their slot.
+// (ReplyChannel::cancel) stop at the next token, free their slot and get a Failed "cancelled"
+// event (so a waiter never hangs). A prompt already being processed runs to its end first: the
+// Session has no cancellation point inside a prefill.
 //
 // Thread-safety: submit(), counters() and ReplyChannel are safe from any thread; everything else
 // runs on the engine thread. Failure: a job whose forward or tokenizer throws gets a Failed event

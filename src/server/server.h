@@ -3,7 +3,10 @@
 // HTTP threads (cpp-httplib's pool) parse and validate a request, render its prompt, queue it on
 // the EngineLoop and then wait on its reply channel: the whole body at the end, or Server-Sent
 // Events as tokens arrive. A streaming client that disconnects cancels its job (the next write
-// fails). Every error leaves through ApiError (api_error.h) in OpenAI's error shape.
+// fails; an idle stream writes an SSE comment every few seconds to find out). cpp-httplib 0.11
+// gives a handler no view of its socket, so a non-streaming client that leaves is only noticed
+// when its reply is written. Every error leaves through ApiError (api_error.h) in OpenAI's shape.
+// stop() cancels the requests in flight (they get 503 "cancelled") and returns listen().
 //
 // Ownership: the server borrows the model and the engine loop, which must outlive it. bind() and
 // listen() are called once, from one thread; stop() from any thread. Failure: bind() throws
