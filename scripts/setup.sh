@@ -22,8 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python is for test tooling only: reference tokenizers, jinja2, the openai client, numpy.
-PY_PACKAGES=(numpy safetensors tokenizers jinja2 openai)
-if ! python3 -c "import numpy, safetensors, tokenizers, jinja2, openai" 2>/dev/null; then
+PY_PACKAGES=(numpy safetensors tokenizers jinja2 openai pytest)
+if ! python3 -c "import numpy, safetensors, tokenizers, jinja2, openai, pytest" 2>/dev/null; then
   python3 -m pip install -q "${PY_PACKAGES[@]}" 2>/dev/null \
     || python3 -m pip install -q --break-system-packages "${PY_PACKAGES[@]}"
 fi
