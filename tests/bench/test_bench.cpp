@@ -6,6 +6,7 @@
 #include "bench/bench_system.h"
 #include "store/synth.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
