@@ -86,12 +86,12 @@ std::string text_header(const BenchReport& r) {
 std::string markdown_table(const BenchReport& r) {
     std::string out =
         "| K | cache | io | device | start | pp tok/s | TTFT s | prefill read GB | tg tok/s | disk MB/token | hit % | "
-        "I/O wait % | limit tok/s | of limit | peak RSS GiB | load |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        "I/O wait % | limit tok/s | of limit | peak RSS GiB | tg cores busy / starved | load |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& row : r.rows) {
         const RowSpec& s = row.spec;
         if (!row.ok()) {
-            out += fmt::format("| {} | {} | {} | {} | {} | {} |||||||||||\n", s.k ? fmt::format("{}", s.k) : "model",
+            out += fmt::format("| {} | {} | {} | {} | {} | {} ||||||||||||\n", s.k ? fmt::format("{}", s.k) : "model",
                                s.cache_text, s.io, s.device, s.start_state, row.status);
             continue;
         }
@@ -99,13 +99,14 @@ std::string markdown_table(const BenchReport& r) {
         std::string rss = fmt::format("{:.2f}", double(row.peak_rss) / kGiB);
         if (row.peak_vram) rss += fmt::format(" (VRAM {:.2f})", double(row.peak_vram) / kGiB);
         out += fmt::format(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.2f} | {} | {:.1f} | {} | {} | {} | {} | {} | {:.1f}-{:.1f} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2f} | {} | {:.1f} | {} | {} | {} | {} | {} | {:.2f} / {:.2f} | {:.1f}-{:.1f} |\n",
             row.k_used, s.cache_text, s.io, s.device, s.start_state, mean_sd(row.prefill_tok_s, 1),
             mean_sd(row.ttft_s, 2), double(row.prefill.disk_bytes ? *row.prefill.disk_bytes : row.prefill.store_bytes) /
                                          1e9 / double(std::max(1, s.reps)),
             mean_sd(row.decode_tok_s, 2), row.decode.disk_bytes_per_token() / 1e6, pct(row.decode.hit_rate()),
             pct(row.decode.io_wait_share()), limit > 0 ? fmt::format("{:.2f}", limit) : "-",
-            limit > 0 ? fmt::format("{:.2f}", fraction_of_limit(r, row)) : "-", rss, row.load_start, row.load_end);
+            limit > 0 ? fmt::format("{:.2f}", fraction_of_limit(r, row)) : "-", rss, row.decode.cores_used(),
+            row.decode.seconds > 0 ? row.decode.runqueue_seconds / row.decode.seconds : 0.0, row.load_start, row.load_end);
     }
     return out;
 }

@@ -9,6 +9,7 @@
 #include "util/error.h"
 #include "util/sys.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -44,6 +45,11 @@ void add_disk(PhaseIo& p, std::optional<uint64_t> before, std::optional<uint64_t
         return;
     }
     p.disk_bytes = p.disk_bytes.value_or(0) + (*after - *before);
+}
+
+void add_cpu(PhaseIo& p, const CpuTimes& before, const CpuTimes& after) {
+    p.cpu_seconds += std::max(0.0, after.cpu_seconds - before.cpu_seconds);
+    p.runqueue_seconds += std::max(0.0, after.runqueue_seconds - before.runqueue_seconds);
 }
 
 }  // namespace
@@ -86,12 +92,14 @@ RowResult run_row(LoadedModel& model, const RowSpec& spec, const RowProgress& pr
         if (progress) progress(fmt::format("{}: prefill {} tokens", head, spec.prompt_tokens), true);
         ExpertStoreStats s0 = store ? store->stats() : ExpertStoreStats{}, s1 = s0;
         std::optional<uint64_t> d0 = process_disk_read_bytes(), d1 = d0;
+        CpuTimes c0 = process_cpu_times(), c1 = c0;
         auto last_report = clock::now();
         int64_t produced = 0;
         GenerateStats g = generate(session, prompt, go, sampler, [&](int32_t) {
             if (++produced == 1) {
                 if (store) s1 = store->stats();
                 d1 = process_disk_read_bytes();
+                c1 = process_cpu_times();
             }
             auto now = clock::now();
             if (progress && now - last_report > std::chrono::milliseconds(500)) {
@@ -102,6 +110,7 @@ RowResult run_row(LoadedModel& model, const RowSpec& spec, const RowProgress& pr
         });
         ExpertStoreStats s2 = store ? store->stats() : ExpertStoreStats{};
         std::optional<uint64_t> d2 = process_disk_read_bytes();
+        CpuTimes c2 = process_cpu_times();
 
         r.ttft_s.push_back(g.prefill_seconds);
         r.prefill_tok_s.push_back(g.prefill_tok_s());
@@ -109,12 +118,14 @@ RowResult run_row(LoadedModel& model, const RowSpec& spec, const RowProgress& pr
         r.prefill.seconds += g.prefill_seconds;
         if (store) add_io(r.prefill, s1 - s0);
         add_disk(r.prefill, d0, d1);
+        add_cpu(r.prefill, c0, c1);
         if (g.new_tokens > 1) {
             r.decode_tok_s.push_back(g.decode_tok_s());
             r.decode.tokens += uint64_t(g.new_tokens - 1);
             r.decode.seconds += g.decode_seconds;
             if (store) add_io(r.decode, s2 - s1);
             add_disk(r.decode, d1, d2);
+            add_cpu(r.decode, c1, c2);
         }
         if (progress) {
             progress(fmt::format("{}: TTFT {:.2f} s, decode {:.2f} tok/s", head, g.prefill_seconds, g.decode_tok_s()),
@@ -161,7 +172,10 @@ nlohmann::ordered_json phase_json(const PhaseIo& p) {
                                 {"disk_bytes_per_token", p.disk_bytes_per_token()},
                                 {"store_bytes_per_token", p.store_bytes_per_token()},
                                 {"io_wait_seconds", p.io_wait_seconds},
-                                {"io_wait_share", p.io_wait_share()}};
+                                {"io_wait_share", p.io_wait_share()},
+                                {"cpu_seconds", p.cpu_seconds},
+                                {"cores_used", p.cores_used()},
+                                {"runqueue_wait_seconds", p.runqueue_seconds}};
     if (p.disk_bytes) j["disk_bytes_read"] = *p.disk_bytes;
     return j;
 }
@@ -180,6 +194,8 @@ PhaseIo phase_from_json(const nlohmann::json& j) {
     p.reads = j.at("store_reads").get<uint64_t>();
     p.io_wait_seconds = j.at("io_wait_seconds").get<double>();
     if (!j.at("disk_bytes_read").is_null()) p.disk_bytes = j.at("disk_bytes_read").get<uint64_t>();
+    p.cpu_seconds = j.value("cpu_seconds", 0.0);
+    p.runqueue_seconds = j.value("runqueue_wait_seconds", 0.0);
     return p;
 }
 

@@ -44,6 +44,8 @@ struct PhaseIo {
     uint64_t requests = 0, hits = 0, store_bytes = 0, reads = 0;
     double io_wait_seconds = 0;
     std::optional<uint64_t> disk_bytes;  // /proc/self/io read_bytes difference
+    double cpu_seconds = 0;              // CPU time of all threads (compute and I/O)
+    double runqueue_seconds = 0;         // time threads were runnable but waited for a CPU (others' load)
 
     double hit_rate() const { return requests ? double(hits) / double(requests) : 0; }
     double store_bytes_per_token() const { return tokens ? double(store_bytes) / double(tokens) : 0; }
@@ -52,6 +54,7 @@ struct PhaseIo {
         return tokens ? double(disk_bytes ? *disk_bytes : store_bytes) / double(tokens) : 0;
     }
     double io_wait_share() const { return seconds > 0 ? io_wait_seconds / seconds : 0; }
+    double cores_used() const { return seconds > 0 ? cpu_seconds / seconds : 0; }
 };
 
 struct RowResult {

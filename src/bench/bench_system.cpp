@@ -93,6 +93,20 @@ std::optional<uint64_t> process_disk_read_bytes() {
     return uint64_t(std::strtoull(v.c_str(), nullptr, 10));
 }
 
+CpuTimes process_cpu_times() {
+    CpuTimes t;
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator("/proc/self/task", ec)) {
+        std::ifstream in(e.path() / "schedstat");
+        unsigned long long run = 0, wait = 0;
+        if (in >> run >> wait) {
+            t.cpu_seconds += double(run) * 1e-9;
+            t.runqueue_seconds += double(wait) * 1e-9;
+        }
+    }
+    return t;
+}
+
 std::vector<std::string> model_files(const std::string& model_dir) {
     std::vector<std::string> files;
     std::error_code ec;

@@ -33,6 +33,13 @@ double load_average_1m();
 // Empty when the kernel does not account it.
 std::optional<uint64_t> process_disk_read_bytes();
 
+// CPU time used by this process's live threads and time they spent runnable but waiting for a CPU
+// (the run queue: other programs' load), from /proc/self/task/*/schedstat. Zero when unavailable.
+struct CpuTimes {
+    double cpu_seconds = 0, runqueue_seconds = 0;
+};
+CpuTimes process_cpu_times();
+
 // Every regular file under a model directory (model.json, dense weights, expert files).
 std::vector<std::string> model_files(const std::string& model_dir);
 

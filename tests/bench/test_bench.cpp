@@ -138,6 +138,8 @@ TEST(Bench, RunsRowsAndWritesJsonAndSvg) {
             EXPECT_LE(dec.at(f).get<double>(), 1) << f;
         }
         EXPECT_TRUE(dec.contains("disk_bytes_per_token"));
+        EXPECT_GT(dec.at("cpu_seconds").get<double>(), 0);
+        EXPECT_GE(dec.at("runqueue_wait_seconds").get<double>(), 0);
         EXPECT_TRUE(r.contains("limit_tok_s"));
         EXPECT_TRUE(r.contains("fraction_of_limit"));
         // The first prefill of a cold row reads every expert it uses.
