@@ -54,8 +54,10 @@ std::string xml_escape(const std::string& s) {
 
 double limit_tok_s(const BenchReport& report, const RowResult& row) {
     if (!report.disk || report.disk->bytes_per_second <= 0) return 0;
+    // Less than a quarter of an expert record per token is not streaming (stray page faults): no limit.
     const double per_token = row.decode.disk_bytes_per_token();
-    return per_token > 0 ? report.disk->bytes_per_second / per_token : 0;
+    const double floor = std::max(1.0, double(report.expert_record_bytes) / 4);
+    return per_token >= floor ? report.disk->bytes_per_second / per_token : 0;
 }
 
 double fraction_of_limit(const BenchReport& report, const RowResult& row) {

@@ -30,7 +30,8 @@ struct BenchReport {
 };
 
 // The streaming limit for a row's decode, disk bandwidth / disk bytes per decoded token (0 when the
-// row read nothing from disk or no bandwidth was measured), and the row's decode as a share of it.
+// row read less than a quarter of an expert record per token, or no bandwidth was measured), and the
+// row's decode as a share of it.
 double limit_tok_s(const BenchReport& report, const RowResult& row);
 double fraction_of_limit(const BenchReport& report, const RowResult& row);
 

@@ -81,7 +81,11 @@ RowResult run_row(LoadedModel& model, const RowSpec& spec, const RowProgress& pr
         for (auto& id : prompt) id = pick(rng);
 
         Session session(model.forward());
-        SamplingParams sp;  // temperature 1, no truncation: varied tokens, so routing is not repetitive
+        // The model card's sampling (temperature 1, top-k 20, top-p 0.95): varied tokens, so that routing
+        // is not repetitive, at the sampler's usual cost (no top-k would fully sort the vocabulary).
+        SamplingParams sp;
+        sp.top_k = 20;
+        sp.top_p = 0.95f;
         sp.seed = spec.seed + uint64_t(rep);
         Sampler sampler(sp);
         GenerateOptions go;
