@@ -10,7 +10,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libfmt-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev liburing-dev libedit-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-pip python3-venv tmux
+  python3 python3-pip python3-venv tmux clang libclang-rt-14-dev
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,22 +1,14 @@
 // flashmoe info MODEL: the config, tensor count, dense and expert bytes, quantisation.
 #include "cli/command.h"
 #include "engine/loaded_model.h"
+#include "util/progress.h"
 
 #include <fmt/format.h>
 
 namespace flashmoe::cli {
 namespace {
 
-std::string human_bytes(size_t bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = double(bytes);
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        ++u;
-    }
-    return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.2f} {} ({} bytes)", v, units[u], bytes);
-}
+std::string human_bytes(size_t bytes) { return fmt::format("{} ({} bytes)", format_bytes(bytes), bytes); }
 
 CommandRegistration reg("info", [](CLI::App& app) -> std::function<int()> {
     auto model_path = std::make_shared<std::string>();

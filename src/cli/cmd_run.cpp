@@ -1,10 +1,14 @@
 // flashmoe run MODEL (-p TEXT | -f FILE | --ids 1,2,3 | stdin) [--chat] -n N: one-shot generation.
+// The reply streams to stdout (plain text when stdout is not a terminal), figures go to stderr;
+// a long prompt shows its progress on a terminal's stderr. Ctrl-C ends the generation early
+// (exit code 130, after the output and --stats are finished).
+#include "cli/chat_reply.h"
+#include "cli/chat_terminal.h"
 #include "cli/command.h"
 #include "cli/options.h"
 #include "engine/chat_prompt.h"
 #include "engine/generate.h"
 #include "engine/loaded_model.h"
-#include "engine/reasoning.h"
 #include "engine/run_stats.h"
 #include "text/tokenizer.h"
 #include "util/error.h"
@@ -14,6 +18,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -24,8 +29,8 @@ namespace {
 struct RunArgs {
     std::string model, prompt, file, ids, system;
     std::optional<int64_t> n;
-    int64_t k = 0;
-    bool chat = false, no_think = false, hide_thinking = false, print_ids = false, stats = false;
+    int64_t k = 0, batch = 2048;
+    bool chat = false, no_think = false, hide_thinking = false, print_ids = false, stats = false, ignore_eos = false;
     SamplingFlags sampling;
     ModelFlags model_flags;
 };
@@ -54,6 +59,8 @@ CommandRegistration reg("run", [](CLI::App& app) -> std::function<int()> {
     cmd->add_option("--system", a->system, "system message (with --chat)");
     cmd->add_flag("--no-think", a->no_think, "render the chat template with thinking off");
     cmd->add_flag("--hide-thinking", a->hide_thinking, "do not print the reasoning part of a chat reply");
+    cmd->add_flag("--ignore-eos", a->ignore_eos, "do not stop at end-of-text tokens (only at -n or Ctrl-C)");
+    cmd->add_option("--batch", a->batch, "prompt tokens per forward batch (0 = whole prompt)")->capture_default_str();
     cmd->add_flag("--print-ids", a->print_ids, "print generated token ids instead of text");
     cmd->add_flag("--stats", a->stats, "print speed, I/O and memory figures at the end (stderr)");
     add_sampling_flags(cmd, a->sampling);
@@ -61,6 +68,7 @@ CommandRegistration reg("run", [](CLI::App& app) -> std::function<int()> {
     return [a]() {
         if (a->n && *a->n < 0) fail(ErrorKind::BadInput, "-n must not be negative");
         if (a->k < 0) fail(ErrorKind::BadInput, "--k must be positive");
+        if (a->batch < 0) fail(ErrorKind::BadInput, "--batch must not be negative");
         if (a->chat && !a->ids.empty()) fail(ErrorKind::BadInput, "--chat needs a text prompt, not --ids");
         auto model = open_model(a->model, a->model_flags);
         const GenerationDefaults& defaults = model->generation_defaults();
@@ -70,6 +78,7 @@ CommandRegistration reg("run", [](CLI::App& app) -> std::function<int()> {
         std::vector<int32_t> prompt;
         std::vector<int64_t> boundaries;
         bool opens_thinking = false;
+        std::string echo_prompt;  // printed before the continuation, once the prompt is processed
         const bool text_out = !a->print_ids;
         if (!a->ids.empty()) {
             prompt = parse_ids(a->ids);
@@ -85,7 +94,7 @@ CommandRegistration reg("run", [](CLI::App& app) -> std::function<int()> {
         } else {
             std::string text = read_prompt_text(*a);
             prompt = model->tokenizer().encode(text);
-            if (text_out) fmt::print("{}", text);  // a continuation reads best after its prompt
+            echo_prompt = text;  // a continuation reads best after its prompt
         }
         if (prompt.empty()) fail(ErrorKind::BadInput, "the prompt encodes to no tokens");
 
@@ -94,62 +103,55 @@ CommandRegistration reg("run", [](CLI::App& app) -> std::function<int()> {
         GenerateOptions go;
         go.max_new_tokens = a->n ? *a->n : defaults.max_new_tokens;
         go.k = a->k;
-        go.stop_tokens = defaults.stop_tokens;
+        if (!a->ignore_eos) go.stop_tokens = defaults.stop_tokens;
         go.boundaries = boundaries;
-
-        const bool tty = ::isatty(STDOUT_FILENO);
-        const Tokenizer* tok = text_out ? &model->tokenizer() : nullptr;
-        std::optional<StreamDecoder> decoder;
-        if (tok) decoder.emplace(*tok, DecodeOptions{.skip_special = true});
-        ReasoningSplitter splitter(opens_thinking);
-        bool in_dim = false;
-        auto print_text = [&](const std::string& text) {
-            if (!a->chat) {
-                fmt::print("{}", text);
-                return;
-            }
-            ReasoningDelta d = splitter.push(text);
-            if (!d.reasoning.empty() && !a->hide_thinking) {
-                if (tty && !in_dim) fmt::print("\033[2m");
-                in_dim = tty;
-                fmt::print("{}", d.reasoning);
-            }
-            if (!d.content.empty()) {
-                if (in_dim) fmt::print("\033[0m");
-                if (in_dim || (!tty && !a->hide_thinking && splitter.in_reasoning() == false && !d.reasoning.empty())) {
-                    fmt::print("\n");
-                }
-                in_dim = false;
-                fmt::print("{}", d.content);
-            }
+        go.prefill.max_batch = a->batch;
+        PromptProgress progress;
+        go.prefill.on_progress = [&](int64_t done, int64_t total) {
+            progress.update(done, total);
+            return InterruptGuard::count() == 0;
         };
 
+        // Text goes through the reply printer (dim reasoning, no escape codes in pipes); --print-ids
+        // writes the ids comma-separated.
+        std::optional<ReplyPrinter> printer;
+        if (text_out) {
+            printer.emplace(model->tokenizer(), stdout,
+                            ReplyOptions{.split_reasoning = a->chat, .opens_thinking = opens_thinking,
+                                         .hide_thinking = a->hide_thinking});
+        }
+        const auto& stops = defaults.stop_tokens;
         ExpertStore* store = model->expert_store();
         ExpertStoreStats at_start = store ? store->stats() : ExpertStoreStats{}, after_prompt = at_start;
         bool first = true;
         RunStats rs;
+        InterruptGuard interrupts;  // Ctrl-C ends the generation; the output and --stats still finish
+        InterruptGuard::set_replying(true);
         rs.generation = generate(session, prompt, go, sampler, [&](int32_t token) {
-            if (first && store) after_prompt = store->stats();
-            if (tok) {
-                if (std::find(go.stop_tokens.begin(), go.stop_tokens.end(), token) == go.stop_tokens.end()) {
-                    print_text(decoder->push(token));
-                }
+            if (first) {
+                progress.erase();
+                if (store) after_prompt = store->stats();
+                if (printer && !echo_prompt.empty()) printer->echo(echo_prompt);
+            }
+            if (printer) {
+                if (std::find(stops.begin(), stops.end(), token) == stops.end()) printer->push(token);
             } else {
                 fmt::print("{}{}", first ? "" : ",", token);
+                std::fflush(stdout);
             }
-            std::fflush(stdout);
             first = false;
-            return true;
+            return InterruptGuard::count() == 0;
         });
-        if (tok) print_text(decoder->flush());
-        if (a->chat) {
-            ReasoningDelta d = splitter.flush();
-            if (!a->hide_thinking) fmt::print("{}", d.reasoning);
-            fmt::print("{}", d.content);
-            if (in_dim) fmt::print("\033[0m");
+        InterruptGuard::set_replying(false);
+        progress.erase();
+        if (printer) {
+            if (first) printer->echo(echo_prompt);  // nothing was generated (-n 0, or stopped)
+            printer->finish();
+        } else {
+            fmt::print("\n");
         }
-        fmt::print("\n");
         std::fflush(stdout);
+        const bool interrupted = InterruptGuard::count() > 0;
         if (a->stats) {
             rs.streamed = store != nullptr;
             if (store) {
@@ -159,7 +161,7 @@ CommandRegistration reg("run", [](CLI::App& app) -> std::function<int()> {
             rs.peak_rss = peak_rss_bytes();
             fmt::print(stderr, "{}", rs.describe());
         }
-        return 0;
+        return interrupted ? 130 : 0;
     };
 });
 

@@ -54,6 +54,7 @@ SamplingParams resolve_sampling(const SamplingFlags& f, SamplingParams p) {
 
 }  // namespace flashmoe::cli
 
+#include "cli/chat_terminal.h"
 #include "engine/loaded_model.h"
 #include "store/convert.h"
 #include "store/packed_writer.h"
@@ -89,7 +90,10 @@ std::unique_ptr<LoadedModel> open_model(const std::string& path, const ModelFlag
     runner.device = parse_device(f.device);
     runner.vram_bytes = parse_size(f.vram, "--vram");
     if (!std::filesystem::is_directory(path)) fail(ErrorKind::BadInput, "{}: not a model directory", path);
-    if (is_packed_model(path) || f.no_convert) return LoadedModel::open(path, options, runner);
+    if (is_packed_model(path) || f.no_convert) {
+        LoadingNotice notice(path);
+        return LoadedModel::open(path, options, runner);
+    }
 
     std::string packed = packed_cache_path(path, f.quant);
     if (!is_packed_model(packed)) {
@@ -103,6 +107,7 @@ std::unique_ptr<LoadedModel> open_model(const std::string& path, const ModelFlag
         convert_to_packed(path, packed, co);
         bar.finish();
     }
+    LoadingNotice notice(packed);
     return LoadedModel::open(packed, options, runner);
 }
 

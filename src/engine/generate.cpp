@@ -17,7 +17,13 @@ GenerateStats generate(Session& session, std::span<const int32_t> prompt, const 
 
     std::vector<float> logits;
     auto start = clock::now();
-    stats.cached_tokens = session.prefill(prompt, options.boundaries, options.k, &logits).cached_tokens;
+    PrefillResult pr = session.prefill(prompt, options.boundaries, options.k, &logits, options.prefill);
+    stats.cached_tokens = pr.cached_tokens;
+    if (pr.stopped) {
+        stats.stopped_in_prompt = true;
+        stats.prefill_seconds = std::chrono::duration<double>(clock::now() - start).count();
+        return stats;
+    }
     auto decode_start = start;
 
     for (int64_t i = 0; i < options.max_new_tokens; ++i) {

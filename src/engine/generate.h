@@ -17,6 +17,7 @@ struct GenerateOptions {
     int64_t k = 0;                        // routed experts per token; 0 = the model's
     std::vector<int32_t> stop_tokens;     // generation ends after emitting one of these
     std::vector<int64_t> boundaries;      // prompt positions to snapshot for later reuse
+    PrefillControl prefill;               // batch size and progress / stop for the prompt
 };
 
 struct GenerateStats {
@@ -26,6 +27,7 @@ struct GenerateStats {
     double prefill_seconds = 0;  // prompt processing, up to the first sampled token
     double decode_seconds = 0;   // all later tokens
     bool stopped_by_token = false;
+    bool stopped_in_prompt = false;  // prefill.on_progress stopped the prompt; nothing was generated
 
     double prefill_tok_s() const {
         return prefill_seconds > 0 ? double(prompt_tokens - cached_tokens) / prefill_seconds : 0;

@@ -39,7 +39,8 @@ void Session::run(std::span<const int32_t> tokens, int64_t k, LogitsFor which, s
 }
 
 PrefillResult Session::prefill(std::span<const int32_t> prompt, std::span<const int64_t> boundaries, int64_t k,
-                               std::vector<float>* logits) {
+                               std::vector<float>* logits, const PrefillControl& control) {
+    if (control.max_batch < 0) fail(ErrorKind::BadInput, "prefill batch size must not be negative");
     if (prompt.empty()) fail(ErrorKind::BadInput, "the prompt is empty");
     if (k != k_) reset();  // a state computed with other experts is not reusable
     k_ = k;
@@ -73,13 +74,29 @@ PrefillResult Session::prefill(std::span<const int32_t> prompt, std::span<const 
     std::sort(cuts.begin(), cuts.end());
     cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
     cuts.push_back(int64_t(prompt.size()));
+    const int64_t total = int64_t(prompt.size()) - result.cached_tokens;
+    auto keep_going = [&] {
+        result.processed_tokens = int64_t(pos) - result.cached_tokens;
+        if (!control.on_progress || control.on_progress(result.processed_tokens, total)) return true;
+        result.stopped = true;
+        return false;
+    };
+    if (!keep_going()) return result;
     for (int64_t cut : cuts) {
         const bool last = cut == int64_t(prompt.size());
-        run(prompt.subspan(pos, size_t(cut) - pos), k, last ? LogitsFor::Last : LogitsFor::None, last ? logits : nullptr);
-        pos = size_t(cut);
-        if (!last) take_snapshot();
+        while (pos < size_t(cut)) {
+            size_t end = size_t(cut);
+            if (control.max_batch > 0) end = std::min(end, pos + size_t(control.max_batch));
+            const bool final_batch = last && end == size_t(cut);
+            run(prompt.subspan(pos, end - pos), k, final_batch ? LogitsFor::Last : LogitsFor::None,
+                final_batch ? logits : nullptr);
+            pos = end;
+            if (pos == size_t(cut) && !last) take_snapshot();
+            if (!final_batch && !keep_going()) return result;
+        }
     }
-    result.processed_tokens = int64_t(prompt.size()) - result.cached_tokens;
+    result.processed_tokens = total;
+    if (control.on_progress) control.on_progress(total, total);  // the end: nothing left to stop
     return result;
 }
 

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -22,6 +23,17 @@ namespace flashmoe {
 struct PrefillResult {
     int64_t cached_tokens = 0;     // prompt tokens whose work was reused
     int64_t processed_tokens = 0;  // prompt tokens run through the model now
+    bool stopped = false;          // on_progress asked to stop; no logits were written
+};
+
+// Optional controls for a long prompt. The new tokens run in batches of at most max_batch
+// (0 = one batch: fastest when experts stream from disk, as each expert is read once per batch).
+// on_progress(done, total) is called before the first batch and after each one with the new tokens
+// processed so far; returning false stops there, leaving the session holding the prompt up to that
+// point (so a later prefill of the same prompt resumes from it).
+struct PrefillControl {
+    int64_t max_batch = 0;
+    std::function<bool(int64_t done, int64_t total)> on_progress;
 };
 
 class Session {
@@ -32,7 +44,7 @@ public:
     // to produce its logits), snapshotting at each position in `boundaries` and before the last
     // token, and writes the logits of the last prompt token.
     PrefillResult prefill(std::span<const int32_t> prompt, std::span<const int64_t> boundaries, int64_t k,
-                          std::vector<float>* logits);
+                          std::vector<float>* logits, const PrefillControl& control = {});
     // Feeds one more token (a generated one) and writes its logits.
     void step(int32_t token, int64_t k, std::vector<float>* logits);
 

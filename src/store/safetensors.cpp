@@ -43,7 +43,9 @@ std::vector<TensorRef> parse_safetensors(const uint8_t* data, size_t size, const
     const uint8_t* base = data + 8 + header_len;
     const uint64_t data_size = size - 8 - header_len;
     std::vector<TensorRef> out;
-    for (auto& [name, entry] : header.items()) {
+    for (auto& item : header.items()) {
+        const std::string& name = item.key();
+        const json& entry = item.value();
         if (name == "__metadata__") continue;
         auto bad = [&](const std::string& what) {
             fail(ErrorKind::BadModel, "{}: tensor {}: {}", path, name, what);

@@ -8,6 +8,8 @@
 #include "util/error.h"
 
 #include <gtest/gtest.h>
+#include "../support/errors.h"
+#include "../support/temp_dir.h"
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -17,25 +19,14 @@
 
 namespace fs = std::filesystem;
 using namespace flashmoe;
+using flashmoe::test::TempDir;
+using flashmoe::test::error_of;
 
 namespace {
 
 const std::string kFixture = std::string(FLASHMOE_TEST_DATA) + "/golden/mlx4";
 const std::vector<int32_t> kPrompt = {3, 17, 42, 99, 5, 250, 7, 64, 1, 12, 200, 31};
 
-class TempDir {
-public:
-    TempDir() {
-        path_ = fs::temp_directory_path() / ("flashmoe_store_" + std::to_string(::getpid()) + "_" + std::to_string(n_++));
-        fs::create_directories(path_);
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-    fs::path path_;
-    static inline int n_ = 0;
-};
 
 struct Outputs {
     std::vector<float> logits;

@@ -11,6 +11,8 @@
 #include "util/thread_pool.h"
 
 #include <gtest/gtest.h>
+#include "../support/errors.h"
+#include "../support/temp_dir.h"
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -22,34 +24,12 @@
 
 namespace fs = std::filesystem;
 using namespace flashmoe;
+using flashmoe::test::TempDir;
+using flashmoe::test::error_of;
 
 namespace {
 
-class TempDir {
-public:
-    TempDir() {
-        path_ = fs::temp_directory_path() / ("flashmoe_synth_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
-        fs::create_directories(path_);
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    fs::path operator/(const std::string& name) const { return path_ / name; }
 
-private:
-    fs::path path_;
-    static inline int counter_ = 0;
-};
-
-template <typename F>
-std::string error_of(F&& f, ErrorKind want) {
-    try {
-        f();
-    } catch (const Error& e) {
-        EXPECT_EQ(int(e.kind()), int(want)) << e.what();
-        return e.what();
-    }
-    ADD_FAILURE() << "no error thrown";
-    return "";
-}
 
 SynthOptions tiny(const fs::path& out, uint64_t seed = 7) {
     SynthOptions o;

@@ -4,6 +4,8 @@
 #include "util/error.h"
 
 #include <gtest/gtest.h>
+#include "../support/errors.h"
+#include "../support/temp_dir.h"
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -11,6 +13,8 @@
 
 namespace fs = std::filesystem;
 using namespace flashmoe;
+using flashmoe::test::TempDir;
+using flashmoe::test::error_of;
 using nlohmann::json;
 
 namespace {
@@ -27,31 +31,7 @@ std::string write_safetensors(const fs::path& path, const json& header, size_t d
     return path.string();
 }
 
-class TempDir {
-public:
-    TempDir() {
-        path_ = fs::temp_directory_path() / ("flashmoe_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
-        fs::create_directories(path_);
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    const fs::path& path() const { return path_; }
 
-private:
-    fs::path path_;
-    static inline int counter_ = 0;
-};
-
-template <typename F>
-std::string error_of(F&& f, ErrorKind want) {
-    try {
-        f();
-    } catch (const Error& e) {
-        EXPECT_EQ(int(e.kind()), int(want)) << e.what();
-        return e.what();
-    }
-    ADD_FAILURE() << "no error thrown";
-    return "";
-}
 
 json tensor(const char* dtype, std::vector<int64_t> shape, size_t begin, size_t end) {
     return {{"dtype", dtype}, {"shape", shape}, {"data_offsets", {begin, end}}};

@@ -2,6 +2,8 @@
 // process, prepares the activations once per call and splits rows across the thread pool.
 #include "kernels/cpu/matmul.h"
 
+#include <cpuid.h>
+
 #include "kernels/cpu/kernels_internal.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
@@ -53,14 +55,19 @@ void check_matrix(const Matrix& w) {
 
 namespace {
 
+// F16C read from CPUID leaf 1 (ECX bit 29): not every compiler's __builtin_cpu_supports knows it.
+bool has_f16c() {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+}
+
 Isa detect() {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    const bool base = __builtin_cpu_supports("fma") && has_f16c();
+    if (base && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
         return Isa::Avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return Isa::Avx2;
+    if (base && __builtin_cpu_supports("avx2")) return Isa::Avx2;
     return Isa::Scalar;
 }
 

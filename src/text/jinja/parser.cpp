@@ -21,6 +21,18 @@ public:
     }
 
 private:
+    // Deeply nested input (thousands of brackets, `not`s or blocks) must fail cleanly, not
+    // overflow the stack in the parser or later in the evaluator.
+    static constexpr int kMaxNesting = 200;
+    struct Nest {
+        Parser& p;
+        Nest(Parser& parser, SourcePos pos) : p(parser) {
+            if (++p.nesting_ > kMaxNesting) p.error(pos, fmt::format("nesting deeper than {} levels", kMaxNesting));
+        }
+        ~Nest() { --p.nesting_; }
+    };
+    int nesting_ = 0;
+
     const std::vector<Token>& t_;
     size_t i_ = 0;
 
@@ -67,6 +79,7 @@ private:
 
     // Parses until one of `ends` opens a block tag; leaves the tag name as the current token.
     Body parse_body(const std::set<std::string_view>& ends) {
+        Nest nest(*this, cur().pos);
         Body body;
         while (true) {
             const Token& t = cur();
@@ -302,6 +315,7 @@ private:
     }
 
     ExprPtr parse_not() {
+        Nest nest(*this, cur().pos);
         if (is_name("not")) {
             SourcePos p = next().pos;
             return std::make_unique<UnaryExpr>(p, "not", parse_not());
@@ -373,6 +387,7 @@ private:
     }
 
     ExprPtr parse_unary(bool with_filter) {
+        Nest nest(*this, cur().pos);
         ExprPtr e;
         if (is_op("-") || is_op("+")) {
             const Token& t = next();

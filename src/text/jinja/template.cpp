@@ -5,7 +5,12 @@
 namespace flashmoe::jinja {
 
 Template Template::parse(std::string_view source) {
-    return Template(std::make_shared<const Body>(jinja::parse(tokenize(source))));
+    try {
+        return Template(std::make_shared<const Body>(jinja::parse(tokenize(source))));
+    } catch (const EvalError& e) {
+        // String handling inside the lexer (e.g. invalid UTF-8) reports through EvalError.
+        fail(ErrorKind::BadModel, "chat template: {}", e.what());
+    }
 }
 
 std::string Template::render(const nlohmann::ordered_json& variables, const RenderOptions& options) const {

@@ -220,7 +220,25 @@ std::string Value::str() const {
     }
 }
 
+namespace {
+// Printing a value that contains itself (ns.a = ns) or nests absurdly deep fails instead of
+// recursing without end.
+constexpr int kMaxPrintDepth = 100;
+thread_local int t_print_depth = 0;
+struct PrintDepth {
+    PrintDepth() {
+        if (++t_print_depth > kMaxPrintDepth) {
+            --t_print_depth;
+            eval_fail(ErrorKind::BadInput, "a value nests more than {} levels deep (does it contain itself?)",
+                      kMaxPrintDepth);
+        }
+    }
+    ~PrintDepth() { --t_print_depth; }
+};
+}  // namespace
+
 std::string Value::repr() const {
+    PrintDepth depth;
     switch (type()) {
         case Type::String: return python_string_repr(as_string());
         case Type::List: {
@@ -290,6 +308,7 @@ void json_string(std::string& out, std::string_view s, bool ensure_ascii) {
 }
 
 void json_dump(std::string& out, const Value& v, const Value::JsonOptions& o, int depth) {
+    PrintDepth guard;
     const std::string& item_sep = !o.item_separator.empty() ? o.item_separator : o.indent < 0 ? ", " : ",";
     auto newline = [&](int d) {
         if (o.indent < 0) return;

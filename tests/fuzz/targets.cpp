@@ -1,0 +1,86 @@
+#include "targets.h"
+
+#include "model/config.h"
+#include "store/packed_format.h"
+#include "store/safetensors.h"
+#include "text/jinja/template.h"
+#include "text/tokenizer.h"
+#include "util/error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+namespace flashmoe::fuzz {
+
+namespace {
+std::string g_source_dir = ".";
+
+const Tokenizer& qwen3_tokenizer() {
+    static const Tokenizer tok = Tokenizer::load(g_source_dir + "/tests/data/tokenizer/qwen3");
+    return tok;
+}
+
+template <typename F>
+void expect_only_flashmoe_errors(F&& f) {
+    try {
+        f();
+    } catch (const Error&) {
+        // A clear error is the right answer to bad input.
+    }
+}
+}  // namespace
+
+void set_source_dir(const std::string& dir) { g_source_dir = dir; }
+
+void safetensors_header(const uint8_t* data, size_t size) {
+    expect_only_flashmoe_errors([&] { parse_safetensors(data, size, "fuzz.safetensors"); });
+}
+
+void model_config(const uint8_t* data, size_t size) {
+    auto j = nlohmann::json::parse(data, data + size, nullptr, false);
+    if (j.is_discarded()) return;
+    expect_only_flashmoe_errors([&] { ModelConfig::from_json(j, "fuzz/config.json"); });
+    expect_only_flashmoe_errors([&] {
+        if (j.is_object() && j.contains("layout")) ExpertRecordLayout::from_json(j["layout"], "fuzz/model.json");
+        else ExpertRecordLayout::from_json(j, "fuzz/model.json");
+    });
+}
+
+void tokenizer_encode(const uint8_t* data, size_t size) {
+    const Tokenizer& tok = qwen3_tokenizer();
+    expect_only_flashmoe_errors([&] {
+        std::string_view text(reinterpret_cast<const char*>(data), size);
+        auto ids = tok.encode(text);
+        // Valid text must round-trip through decode (NFC-normalised).
+        (void)tok.decode(ids);
+    });
+}
+
+void tokenizer_decode(const uint8_t* data, size_t size) {
+    const Tokenizer& tok = qwen3_tokenizer();
+    std::vector<int32_t> ids(size / 4);
+    if (!ids.empty()) std::memcpy(ids.data(), data, ids.size() * 4);
+    expect_only_flashmoe_errors([&] { (void)tok.decode(ids); });
+    expect_only_flashmoe_errors([&] {
+        StreamDecoder stream(tok);
+        for (int32_t id : ids) (void)stream.push(id);
+        (void)stream.flush();
+    });
+}
+
+void jinja_template(const uint8_t* data, size_t size) {
+    std::string_view source(reinterpret_cast<const char*>(data), size);
+    expect_only_flashmoe_errors([&] {
+        auto t = jinja::Template::parse(source);
+        nlohmann::ordered_json vars = {
+            {"messages", {{{"role", "system"}, {"content", "be brief"}}, {{"role", "user"}, {"content", "hi"}}}},
+            {"add_generation_prompt", true},
+            {"tools", nullptr}};
+        (void)t.render(vars);
+    });
+}
+
+}  // namespace flashmoe::fuzz
