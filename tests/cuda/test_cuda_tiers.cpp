@@ -54,13 +54,13 @@ bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
 
 TEST(CudaTiers, OutputsIdenticalWhicheverTierServedEachExpert) {
     SKIP_WITHOUT_CUDA();
-    for (const char* fixture : {"mlx4", "many_experts"}) {
+    for (auto [fixture, quant] : {std::pair<const char*, const char*>{"mlx4", "auto"}, {"many_experts", "bf16"}}) {
         SCOPED_TRACE(fixture);
         fs::path dir = fs::temp_directory_path() / ("flashmoe_cuda_tiers_" + std::to_string(::getpid()) + fixture);
         fs::remove_all(dir);
         const std::string packed = (dir / "m.fmoe").string();
         fs::create_directories(dir);
-        convert_to_packed(std::string(FLASHMOE_TEST_DATA) + "/golden/" + fixture, packed, ConvertOptions{});
+        convert_to_packed(std::string(FLASHMOE_TEST_DATA) + "/golden/" + fixture, packed, ConvertOptions{.quant = quant});
         const size_t big = size_t(1) << 30;
 
         // 1. everything fits in VRAM; the second run is served from VRAM alone.

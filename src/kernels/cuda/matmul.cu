@@ -219,6 +219,34 @@ __global__ void moe_down_kernel(const ExpertJob* jobs, const int32_t* slots, con
     }
 }
 
+// One warp per (row, slot): expert ids[slot] from the resident table.
+__global__ void moe_gate_up_routed_kernel(const ExpertJob* table, const int32_t* ids, int64_t k, const float* x,
+                                          int64_t hidden, float* act, int64_t inter) {
+    const int64_t slot = blockIdx.y;
+    const ExpertJob& job = table[ids[slot]];
+    const int lane = threadIdx.x & 31;
+    const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    if (r >= inter) return;
+    const float* xs[1] = {x + (slot / k) * hidden};
+    float g[1], u[1];
+    row_dot<1>(job.gate, r, xs, g, lane);
+    row_dot<1>(job.up, r, xs, u, lane);
+    if (lane == 0) act[slot * inter + r] = silu(g[0]) * u[0];
+}
+
+__global__ void moe_down_routed_kernel(const ExpertJob* table, const int32_t* ids, const float* act, int64_t inter,
+                                       const float* weights, float* routed, int64_t hidden) {
+    const int64_t slot = blockIdx.y;
+    const ExpertJob& job = table[ids[slot]];
+    const int lane = threadIdx.x & 31;
+    const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    if (r >= hidden) return;
+    const float* xs[1] = {act + slot * inter};
+    float y[1];
+    row_dot<1>(job.down, r, xs, y, lane);
+    if (lane == 0) routed[slot * hidden + r] = y[0] * weights[slot];
+}
+
 __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
     const int64_t t = blockIdx.y;
     const int64_t r = ids[t];
@@ -270,6 +298,22 @@ void moe_down(const MoeBatch& b, const float* act, const float* weights, float* 
                                                                b.hidden);
     }
     CUDA_CHECK_LAUNCH("moe_down_kernel");
+}
+
+void moe_gate_up_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t k, int64_t hidden,
+                        int64_t intermediate, const float* x, float* act, cudaStream_t stream) {
+    if (slots <= 0) return;
+    moe_gate_up_routed_kernel<<<dim3(blocks_for(intermediate), unsigned(slots)), kWarpsPerBlock * 32, 0, stream>>>(
+        table, ids, k, x, hidden, act, intermediate);
+    CUDA_CHECK_LAUNCH("moe_gate_up_routed_kernel");
+}
+
+void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden, int64_t intermediate,
+                     const float* act, const float* weights, float* routed, cudaStream_t stream) {
+    if (slots <= 0) return;
+    moe_down_routed_kernel<<<dim3(blocks_for(hidden), unsigned(slots)), kWarpsPerBlock * 32, 0, stream>>>(
+        table, ids, act, intermediate, weights, routed, hidden);
+    CUDA_CHECK_LAUNCH("moe_down_routed_kernel");
 }
 
 }  // namespace flashmoe::cuda

@@ -94,7 +94,7 @@ __global__ void attention_prepare_kernel(AttentionShape s, float* q, float* k, c
     for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) head[i] = (head[i] * inv) * w[i];
     __syncthreads();
     const int64_t half = s.rotary_dim / 2;
-    const float pos = float(s.position + t);
+    const float pos = float((s.d_position ? *s.d_position : s.position) + t);
     for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) {
         float out = head[i];
         if (i < s.rotary_dim) {
@@ -118,7 +118,7 @@ __global__ void attention_kernel(AttentionShape s, const float* q, const float* 
     float* prob = smem + s.head_dim;    // [kAttnThreads]
     const int64_t t = blockIdx.x, h = blockIdx.y, hd = s.head_dim;
     const int64_t kvh = h / (s.heads / s.kv_heads);
-    const int64_t len = s.position + t + 1;
+    const int64_t len = (s.d_position ? *s.d_position : s.position) + t + 1;
     const float* qh = q + t * s.heads * 2 * hd + h * 2 * hd;
     const float scale = 1.0f / sqrtf(float(hd));
     for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
@@ -163,6 +163,15 @@ __global__ void attention_kernel(AttentionShape s, const float* q, const float* 
     for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
         const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
         if (d < hd) o[d] = (acc[u] / l) * sigmoidf_(gate[d]);
+    }
+}
+
+__global__ void kv_append_kernel(AttentionShape s, const float* k, const float* v, float* keys, float* values) {
+    const int64_t row = s.kv_heads * s.head_dim, count = s.n * row;
+    const int64_t base = (s.d_position ? *s.d_position : s.position) * row;
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+        keys[base + i] = k[i];
+        values[base + i] = v[i];
     }
 }
 
@@ -376,6 +385,13 @@ void attention_prepare(const AttentionShape& s, float* q, float* k, const float*
     attention_prepare_kernel<<<dim3(unsigned(s.n), unsigned(s.heads + s.kv_heads)), 128,
                                size_t(s.head_dim) * sizeof(float), stream>>>(s, q, k, q_norm, k_norm);
     CUDA_CHECK_LAUNCH("attention_prepare_kernel");
+}
+
+void kv_append(const AttentionShape& s, const float* k, const float* v, float* keys, float* values,
+               cudaStream_t stream) {
+    if (s.n <= 0) return;
+    kv_append_kernel<<<grid_for(s.n * s.kv_heads * s.head_dim, 256), 256, 0, stream>>>(s, k, v, keys, values);
+    CUDA_CHECK_LAUNCH("kv_append_kernel");
 }
 
 void attention(const AttentionShape& s, const float* q, const float* keys, const float* values, float* out,

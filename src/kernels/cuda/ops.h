@@ -32,11 +32,17 @@ struct AttentionShape {
     int64_t position = 0;  // position of the first new token
     int64_t heads = 0, kv_heads = 0, head_dim = 0, rotary_dim = 0;
     float rope_theta = 0, eps = 0;
+    // When set, the position is read from this device int64 instead (so that a captured CUDA graph
+    // replays at every position).
+    const int64_t* d_position = nullptr;
 };
 // In place: RMSNorm (q_norm / k_norm) then NeoX RoPE on the first rotary_dim dims of every query
 // head (q [n, heads * 2 * head_dim], the query half of each head) and every key head (k [n, kv_heads * head_dim]).
 void attention_prepare(const AttentionShape& s, float* q, float* k, const float* q_norm, const float* k_norm,
                        cudaStream_t stream);
+// keys/values rows [position, position + n) = k, v ([n, kv_heads * head_dim]).
+void kv_append(const AttentionShape& s, const float* k, const float* v, float* keys, float* values,
+               cudaStream_t stream);
 // Causal softmax attention of the n new queries over cache rows [0, position + t] (keys/values
 // [positions][kv_heads][head_dim]), each output head multiplied by sigmoid(its gate half of q).
 // out [n, heads * head_dim].
@@ -88,6 +94,12 @@ struct MoeBatch {
 void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream);
 // routed[s, :] = weights[s] * (down act[s]) for every slot s of every job (routed [n*k, hidden]).
 void moe_down(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream);
+// The same two steps with routing read on the device (no host round trip): slot s uses expert
+// ids[s] from `table` ([experts] of the layer, all resident), token s / k, weight weights[s].
+void moe_gate_up_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t k, int64_t hidden,
+                        int64_t intermediate, const float* x, float* act, cudaStream_t stream);
+void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden, int64_t intermediate,
+                     const float* act, const float* weights, float* routed, cudaStream_t stream);
 // out[t, :] = sum_j routed[t*k + j, :] in j order.
 void moe_combine(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out, cudaStream_t stream);
 // gate[i] = silu(gate[i]) * up[i]

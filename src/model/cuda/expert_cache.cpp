@@ -166,6 +166,20 @@ ExpertMats ExpertCache::mats(int64_t layer, size_t vram_slot) {
     return {out[0], out[1], out[2]};
 }
 
+void ExpertCache::load_all() {
+    if (!holds_all()) fail(ErrorKind::Internal, "load_all: the VRAM budget cannot hold every expert");
+    std::vector<int32_t> ids(static_cast<size_t>(num_experts_));
+    for (int64_t e = 0; e < num_experts_; ++e) ids[size_t(e)] = int32_t(e);
+    for (int64_t l = 0; l < num_layers_; ++l) run(l, ids, [](std::span<const size_t>, std::span<const ExpertMats>) {});
+    CUDA_CHECK(cudaStreamSynchronize(copy_.get()));
+}
+
+ExpertMats ExpertCache::resident(int64_t layer, int64_t expert) {
+    auto it = vram_.index.find(key(layer, expert));
+    if (it == vram_.index.end()) fail(ErrorKind::Internal, "expert {} of layer {} is not resident", expert, layer);
+    return mats(layer, it->second);
+}
+
 void ExpertCache::run(int64_t layer, std::span<const int32_t> ids, const WaveFn& run_wave) {
     const LayerLayout& L = layouts_[size_t(layer)];
     stats_.requests += ids.size();

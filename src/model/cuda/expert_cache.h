@@ -63,6 +63,12 @@ public:
     using WaveFn = std::function<void(std::span<const size_t> which, std::span<const ExpertMats> mats)>;
     void run(int64_t layer, std::span<const int32_t> ids, const WaveFn& run_wave);
 
+    // Whether VRAM can hold every expert of the model at once; load_all() then loads them (once;
+    // nothing is evicted afterwards) and resident(layer, expert) gives each one's matrices.
+    bool holds_all() const { return vram_.capacity >= size_t(num_layers_ * num_experts_); }
+    void load_all();
+    ExpertMats resident(int64_t layer, int64_t expert);
+
     size_t slot_bytes() const { return slot_bytes_; }
     size_t vram_capacity() const { return vram_.capacity; }
     size_t host_capacity() const { return host_.capacity; }

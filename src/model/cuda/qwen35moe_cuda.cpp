@@ -3,6 +3,8 @@
 #include "util/error.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -125,9 +127,13 @@ public:
     }
 
     void advance(int64_t n) { position_ += n; }
+    uint64_t id() const { return id_; }
+    int64_t kv_capacity() const { return capacity_; }
     std::vector<Layer> layers;
 
 private:
+    static inline std::atomic<uint64_t> next_id_{1};
+    uint64_t id_ = next_id_++;
     int device_;
     int64_t kv_row_;
     int64_t position_ = 0;
@@ -227,9 +233,33 @@ Qwen35MoeCuda::Qwen35MoeCuda(const ModelConfig& config, const DenseWeights& w, E
     experts_ = std::make_unique<ExpertCache>(c, experts, ExpertCacheOptions{options.vram_bytes, options.host_bytes},
                                              stream_.get());
     scratch_.resize(kScratchCount);
+    if (const char* env = std::getenv("FLASHMOE_CUDA_GRAPHS")) use_graphs_ = std::string(env) != "0";
 }
 
-Qwen35MoeCuda::~Qwen35MoeCuda() { cudaStreamSynchronize(stream_.get()); }
+Qwen35MoeCuda::~Qwen35MoeCuda() {
+    cudaStreamSynchronize(stream_.get());
+    if (graph_) cudaGraphExecDestroy(graph_);
+}
+
+void Qwen35MoeCuda::make_resident() {
+    resident_checked_ = true;
+    if (!experts_->holds_all()) return;
+    experts_->load_all();
+    const ModelConfig& c = config_;
+    std::vector<ExpertJob> table(size_t(c.num_layers * c.num_experts));
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+        for (int64_t e = 0; e < c.num_experts; ++e) {
+            ExpertMats m = experts_->resident(l, e);
+            ExpertJob& j = table[size_t(l * c.num_experts + e)];
+            j.gate = m.gate;
+            j.up = m.up;
+            j.down = m.down;
+        }
+    }
+    d_table_.reserve(table.size() * sizeof(ExpertJob));
+    CUDA_CHECK(cudaMemcpy(d_table_.get(), table.data(), table.size() * sizeof(ExpertJob), cudaMemcpyHostToDevice));
+    resident_ = true;
+}
 
 std::unique_ptr<ModelState> Qwen35MoeCuda::new_state() const {
     return std::make_unique<CudaSequenceState>(config_, device_);
@@ -239,12 +269,14 @@ void Qwen35MoeCuda::grow(DeviceBuffer& b, size_t bytes) {
     if (b.get() && b.bytes() >= bytes) return;
     CUDA_CHECK(cudaStreamSynchronize(stream_.get()));  // the old buffer may still be in use
     b.reserve(bytes);
+    ++buffer_generation_;
 }
 
 void Qwen35MoeCuda::grow(PinnedBuffer& b, size_t bytes) {
     if (b.get() && b.bytes() >= bytes) return;
     CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
     b.reserve(bytes);
+    ++buffer_generation_;
 }
 
 float* Qwen35MoeCuda::scratch(size_t index, size_t floats) {
@@ -259,7 +291,7 @@ void Qwen35MoeCuda::forward(ModelState& model_state, std::span<const int32_t> to
     auto* st = dynamic_cast<CudaSequenceState*>(&model_state);
     if (!st) fail(ErrorKind::Internal, "the CUDA forward was given another backend's state");
     const ModelConfig& c = config_;
-    const int64_t n = int64_t(tokens.size()), H = c.hidden_size;
+    const int64_t n = int64_t(tokens.size());
     if (n == 0) fail(ErrorKind::BadInput, "forward needs at least one token");
     const int64_t k = options.k > 0 ? options.k : c.num_experts_per_tok;
     if (k > c.num_experts) fail(ErrorKind::BadInput, "--k {} is more than the model's {} experts", k, c.num_experts);
@@ -270,13 +302,77 @@ void Qwen35MoeCuda::forward(ModelState& model_state, std::span<const int32_t> to
     }
     CUDA_CHECK(cudaSetDevice(device_));
     cudaStream_t s = stream_.get();
+    if (!resident_checked_) make_resident();
     st->reserve_kv(st->position() + n, s);
 
+    grow(h_position_, 8);
+    grow(d_position_, 8);
     grow(h_tokens_, size_t(n) * 4);
-    std::memcpy(h_tokens_.get(), tokens.data(), size_t(n) * 4);
     grow(d_tokens_, size_t(n) * 4);
+    *h_position_.as<int64_t>() = st->position();
+    std::memcpy(h_tokens_.get(), tokens.data(), size_t(n) * 4);
+    CUDA_CHECK(cudaMemcpyAsync(d_position_.get(), h_position_.get(), 8, cudaMemcpyHostToDevice, s));
     CUDA_CHECK(cudaMemcpyAsync(d_tokens_.get(), h_tokens_.get(), size_t(n) * 4, cudaMemcpyHostToDevice, s));
 
+    const bool want_logits = logits && options.logits != LogitsFor::None;
+    const int64_t first = !want_logits ? n : options.logits == LogitsFor::All ? 0 : n - 1;
+    const int64_t rows = n - first;
+
+    // A decode step with every expert resident has no host round trip: replay it from a graph
+    // once the same configuration has run uncaptured (which sized every buffer).
+    const bool device_routing = resident_ && n == 1;
+    if (device_routing && use_graphs_) {
+        GraphKey key{st->id(), uint64_t(st->kv_capacity()), buffer_generation_, k, first};
+        if (!(graph_ && key == graph_key_) && key == warm_key_) {
+            if (graph_) {
+                CUDA_CHECK(cudaGraphExecDestroy(graph_));
+                graph_ = nullptr;
+            }
+            cudaGraph_t graph = nullptr;
+            CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+            try {
+                run_layers(*st, n, k, true, first);
+            } catch (...) {
+                cudaStreamEndCapture(s, &graph);
+                if (graph) cudaGraphDestroy(graph);
+                throw;
+            }
+            CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+            cudaError_t e = cudaGraphInstantiate(&graph_, graph, 0);
+            cudaGraphDestroy(graph);
+            CUDA_CHECK(e);
+            graph_key_ = key;
+        }
+        if (graph_ && key == graph_key_ && key.buffers == buffer_generation_) {
+            CUDA_CHECK(cudaGraphLaunch(graph_, s));
+            ++graph_launches_;
+        } else {
+            run_layers(*st, n, k, true, first);
+            warm_key_ = GraphKey{st->id(), uint64_t(st->kv_capacity()), buffer_generation_, k, first};
+        }
+    } else {
+        run_layers(*st, n, k, device_routing, first);
+    }
+    st->advance(n);
+
+    if (!want_logits) {
+        CUDA_CHECK(cudaStreamSynchronize(s));
+        return;
+    }
+    const size_t bytes = size_t(rows * c.vocab_size) * 4;
+    grow(h_logits_, bytes);
+    CUDA_CHECK(cudaMemcpyAsync(h_logits_.get(), scratch_[kLogits].get(), bytes, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    logits->resize(size_t(rows * c.vocab_size));
+    std::memcpy(logits->data(), h_logits_.get(), bytes);
+}
+
+// Everything from the embeddings to the logits rows [logits_from, n) (none when logits_from == n),
+// enqueued on the stream; no host synchronisation unless experts must be fetched.
+void Qwen35MoeCuda::run_layers(CudaSequenceState& st, int64_t n, int64_t k, bool device_routing, int64_t logits_from) {
+    const ModelConfig& c = config_;
+    cudaStream_t s = stream_.get();
+    const int64_t H = c.hidden_size;
     float* x = scratch(kX, size_t(n * H));
     float* xn = scratch(kXn, size_t(n * H));
     float* mix = scratch(kMix, size_t(n * H));
@@ -285,30 +381,17 @@ void Qwen35MoeCuda::forward(ModelState& model_state, std::span<const int32_t> to
     for (int64_t l = 0; l < c.num_layers; ++l) {
         const DLayer& L = layers_[size_t(l)];
         rmsnorm(x, L.input_norm, n, H, eps, xn, s);
-        if (L.kind == LayerKind::Attention) attention(l, *st, n);
-        else deltanet(l, *st, n);
+        if (L.kind == LayerKind::Attention) attention(l, st, n);
+        else deltanet(l, st, n);
         add_inplace(x, mix, n * H, s);
         rmsnorm(x, L.post_norm, n, H, eps, xn, s);
-        moe(l, k, n);
+        moe(l, k, n, device_routing);
         add_inplace(x, mix, n * H, s);
     }
-    st->advance(n);
-
-    if (!logits || options.logits == LogitsFor::None) {
-        CUDA_CHECK(cudaStreamSynchronize(s));
-        return;
-    }
-    const int64_t first = options.logits == LogitsFor::All ? 0 : n - 1;
-    const int64_t rows = n - first;
-    rmsnorm(x + first * H, final_norm_, rows, H, eps, xn, s);
-    float* d_logits = scratch(kLogits, size_t(rows * c.vocab_size));
-    matmul(lm_head_, xn, rows, d_logits, s);
-    const size_t bytes = size_t(rows * c.vocab_size) * 4;
-    grow(h_logits_, bytes);
-    CUDA_CHECK(cudaMemcpyAsync(h_logits_.get(), d_logits, bytes, cudaMemcpyDeviceToHost, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));
-    logits->resize(size_t(rows * c.vocab_size));
-    std::memcpy(logits->data(), h_logits_.get(), bytes);
+    const int64_t rows = n - logits_from;
+    if (rows <= 0) return;
+    rmsnorm(x + logits_from * H, final_norm_, rows, H, eps, xn, s);
+    matmul(lm_head_, xn, rows, scratch(kLogits, size_t(rows * c.vocab_size)), s);
 }
 
 void Qwen35MoeCuda::attention(int64_t layer, CudaSequenceState& st, int64_t n) {
@@ -324,12 +407,11 @@ void Qwen35MoeCuda::attention(int64_t layer, CudaSequenceState& st, int64_t n) {
     matmul(w.q_proj, xn, n, q, s);
     matmul(w.k_proj, xn, n, k, s);
     matmul(w.v_proj, xn, n, v, s);
-    AttentionShape shape{n, st.position(), nh, nkv, hd, c.rotary_dim, float(c.rope_theta), float(c.rms_norm_eps)};
+    AttentionShape shape{n, st.position(), nh, nkv, hd, c.rotary_dim, float(c.rope_theta), float(c.rms_norm_eps),
+                         d_position_.as<int64_t>()};
     attention_prepare(shape, q, k, w.q_norm, w.k_norm, s);
     auto& L = st.layers[size_t(layer)];
-    const size_t at = size_t(st.position() * kvdim) * 4, bytes = size_t(n * kvdim) * 4;
-    CUDA_CHECK(cudaMemcpyAsync(L.keys.as<uint8_t>() + at, k, bytes, cudaMemcpyDeviceToDevice, s));
-    CUDA_CHECK(cudaMemcpyAsync(L.values.as<uint8_t>() + at, v, bytes, cudaMemcpyDeviceToDevice, s));
+    kv_append(shape, k, v, L.keys.as<float>(), L.values.as<float>(), s);
     float* att = scratch(kAtt, size_t(n * nh * hd));
     cuda::attention(shape, q, L.keys.as<float>(), L.values.as<float>(), att, s);
     matmul(w.o_proj, att, n, scratch_[kMix].as<float>(), s);
@@ -372,7 +454,7 @@ void Qwen35MoeCuda::deltanet(int64_t layer, CudaSequenceState& st, int64_t n) {
     matmul(w.out_proj, o, n, scratch_[kMix].as<float>(), s);
 }
 
-void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n) {
+void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing) {
     const ModelConfig& c = config_;
     const DLayer& L = layers_[size_t(layer)];
     cudaStream_t s = stream_.get();
@@ -386,6 +468,26 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n) {
     grow(d_ids_, slots * 4);
     grow(d_weights_, slots * 4);
     router_top_k(probs, n, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s);
+    if (device_routing) {
+        float* routed = scratch(kRouted, slots * size_t(H));
+        float* act = scratch(kAct, slots * size_t(I));
+        const ExpertJob* table = d_table_.as<ExpertJob>() + layer * E;
+        moe_gate_up_routed(table, d_ids_.as<int32_t>(), int64_t(slots), k, H, I, xn, act, s);
+        moe_down_routed(table, d_ids_.as<int32_t>(), int64_t(slots), H, I, act, d_weights_.as<float>(), routed, s);
+        moe_combine(routed, n, k, H, out, s);
+    } else {
+        routed_from_cache(layer, k, n);
+    }
+    if (L.has_shared) shared_expert(layer, n);
+}
+
+void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
+    const ModelConfig& c = config_;
+    cudaStream_t s = stream_.get();
+    const int64_t H = c.hidden_size, I = c.moe_intermediate_size;
+    const float* xn = scratch_[kXn].as<float>();
+    float* out = scratch_[kMix].as<float>();
+    const size_t slots = size_t(n * k);
     grow(h_ids_, slots * 4);
     CUDA_CHECK(cudaMemcpyAsync(h_ids_.get(), d_ids_.get(), slots * 4, cudaMemcpyDeviceToHost, s));
     CUDA_CHECK(cudaStreamSynchronize(s));  // also: the staging buffers below are free again
@@ -437,8 +539,15 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n) {
         moe_down(batch, act, d_weights_.as<float>(), routed, s);
     });
     moe_combine(routed, n, k, H, out, s);
+}
 
-    if (!L.has_shared) return;
+void Qwen35MoeCuda::shared_expert(int64_t layer, int64_t n) {
+    const ModelConfig& c = config_;
+    const DLayer& L = layers_[size_t(layer)];
+    cudaStream_t s = stream_.get();
+    const int64_t H = c.hidden_size;
+    const float* xn = scratch_[kXn].as<float>();
+    float* out = scratch_[kMix].as<float>();
     const int64_t S = c.shared_expert_intermediate_size;
     float* g = scratch(kSharedGate, size_t(n * S));
     float* u = scratch(kSharedUp, size_t(n * S));

@@ -36,6 +36,7 @@ public:
                  std::vector<float>* logits) override;
 
     ExpertCache& expert_cache() { return *experts_; }
+    uint64_t graph_launches() const { return graph_launches_; }
 
 private:
     struct DAttention {
@@ -59,7 +60,11 @@ private:
     const float* upload(const std::vector<float>& v);
     void attention(int64_t layer, CudaSequenceState& st, int64_t n);
     void deltanet(int64_t layer, CudaSequenceState& st, int64_t n);
-    void moe(int64_t layer, int64_t k, int64_t n);
+    void moe(int64_t layer, int64_t k, int64_t n, bool device_routing);
+    void routed_from_cache(int64_t layer, int64_t k, int64_t n);  // host-side grouping, expert tiers
+    void shared_expert(int64_t layer, int64_t n);
+    void run_layers(CudaSequenceState& st, int64_t n, int64_t k, bool device_routing, int64_t logits_from);
+    void make_resident();
     // Buffers only grow, and only after the stream is idle (work in flight may use the old one).
     float* scratch(size_t index, size_t floats);
     void grow(DeviceBuffer& b, size_t bytes);
@@ -74,10 +79,25 @@ private:
     std::vector<DLayer> layers_;
     std::unique_ptr<ExpertCache> experts_;
 
+    // All experts in VRAM: routing stays on the device (table [layers * experts] of ExpertJob).
+    bool resident_checked_ = false, resident_ = false;
+    DeviceBuffer d_table_;
+    // Decode steps replayed from a CUDA graph; the key says which buffers it baked in.
+    struct GraphKey {
+        uint64_t state = 0, kv_capacity = 0, buffers = 0;
+        int64_t k = 0, logits = 0;
+        bool operator==(const GraphKey&) const = default;
+    };
+    cudaGraphExec_t graph_ = nullptr;
+    GraphKey graph_key_, warm_key_;
+    bool use_graphs_ = true;
+    uint64_t graph_launches_ = 0;
+    uint64_t buffer_generation_ = 0;  // bumped whenever a buffer moves
+
     // Per-forward buffers, grown as needed.
     std::vector<DeviceBuffer> scratch_;
-    DeviceBuffer d_tokens_, d_ids_, d_weights_, d_jobs_, d_slots_;
-    PinnedBuffer h_tokens_, h_ids_, h_jobs_, h_slots_, h_logits_;
+    DeviceBuffer d_position_, d_tokens_, d_ids_, d_weights_, d_jobs_, d_slots_;
+    PinnedBuffer h_position_, h_tokens_, h_ids_, h_jobs_, h_slots_, h_logits_;
 };
 
 }  // namespace flashmoe::cuda
