@@ -93,7 +93,7 @@ TEST_P(CudaGolden, MatchesTransformers) {
     Sampler greedy(SamplingParams{.temperature = 0});
     std::vector<int32_t> got;
     generate(session, prompt,
-             GenerateOptions{.max_new_tokens = int64_t(want.size()), .k = k, .stop_tokens = {}, .boundaries = {}}, greedy,
+             GenerateOptions{.max_new_tokens = int64_t(want.size()), .k = k, .stop_tokens = {}, .boundaries = {}, .prefill = {}}, greedy,
              [&](int32_t t) {
                  got.push_back(t);
                  return true;

@@ -39,7 +39,7 @@ Outputs run_model(LoadedModel& m, int repeats) {
         if (runner) out.stats = runner->expert_cache().stats();
         Session session(m.forward());
         Sampler greedy(SamplingParams{.temperature = 0});
-        generate(session, kPrompt, GenerateOptions{.max_new_tokens = 16, .k = 0, .stop_tokens = {}, .boundaries = {4, 9}},
+        generate(session, kPrompt, GenerateOptions{.max_new_tokens = 16, .k = 0, .stop_tokens = {}, .boundaries = {4, 9}, .prefill = {}},
                  greedy, [&](int32_t t) {
                      out.greedy.push_back(t);
                      return true;
@@ -60,7 +60,7 @@ TEST(CudaTiers, OutputsIdenticalWhicheverTierServedEachExpert) {
         fs::remove_all(dir);
         const std::string packed = (dir / "m.fmoe").string();
         fs::create_directories(dir);
-        convert_to_packed(std::string(FLASHMOE_TEST_DATA) + "/golden/" + fixture, packed, ConvertOptions{.quant = quant});
+        convert_to_packed(std::string(FLASHMOE_TEST_DATA) + "/golden/" + fixture, packed, ConvertOptions{.quant = quant, .overwrite = false, .progress = {}});
         const size_t big = size_t(1) << 30;
 
         // 1. everything fits in VRAM; the second run is served from VRAM alone.
@@ -93,7 +93,7 @@ TEST(CudaTiers, OutputsIdenticalWhicheverTierServedEachExpert) {
         std::vector<int32_t> cpu_ids;
         Session session(cpu->forward());
         Sampler greedy(SamplingParams{.temperature = 0});
-        generate(session, kPrompt, GenerateOptions{.max_new_tokens = 16, .k = 0, .stop_tokens = {}, .boundaries = {4, 9}},
+        generate(session, kPrompt, GenerateOptions{.max_new_tokens = 16, .k = 0, .stop_tokens = {}, .boundaries = {4, 9}, .prefill = {}},
                  greedy, [&](int32_t t) {
                      cpu_ids.push_back(t);
                      return true;

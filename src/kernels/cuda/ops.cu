@@ -71,6 +71,21 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, int64_t dim, floa
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = (xr[i] * inv) * w[i];
 }
 
+__global__ void add_rmsnorm_kernel(float* x, const float* y, const float* w, int64_t dim, float eps, float* out) {
+    float* xr = x + int64_t(blockIdx.x) * dim;
+    const float* yr = y + int64_t(blockIdx.x) * dim;
+    float* orow = out + int64_t(blockIdx.x) * dim;
+    float ss = 0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+        const float v = xr[i] + yr[i];
+        xr[i] = v;
+        ss += v * v;
+    }
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = (xr[i] * inv) * w[i];
+}
+
 __global__ void add_kernel(float* x, const float* y, int64_t count) {
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
         x[i] += y[i];
@@ -127,15 +142,23 @@ __global__ void attention_kernel(AttentionShape s, const float* q, const float* 
     float acc[kAttnMaxDimPerThread] = {0, 0, 0, 0};
     float m = -FLT_MAX, l = 0;
     const int64_t row = s.kv_heads * hd;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    constexpr int kWarps = kAttnThreads / 32;
     for (int64_t p0 = 0; p0 < len; p0 += kAttnThreads) {
-        const int64_t p = p0 + threadIdx.x;
-        float score = -FLT_MAX;
-        if (p < len) {
-            const float* kp = keys + p * row + kvh * hd;
+        // Scores of this chunk: each warp takes every kWarps-th position, lanes split head_dim.
+        for (int j = warp; j < kAttnThreads; j += kWarps) {
+            const int64_t p = p0 + j;
             float d = 0;
-            for (int64_t i = 0; i < hd; ++i) d = fmaf(qs[i], kp[i], d);
-            score = d * scale;
+            if (p < len) {
+                const float* kp = keys + p * row + kvh * hd;
+                for (int64_t i = lane; i < hd; i += 32) d = fmaf(qs[i], kp[i], d);
+            }
+            d = warp_sum(d);
+            if (lane == 0) prob[j] = p < len ? d * scale : -FLT_MAX;
         }
+        __syncthreads();
+        const int64_t p = p0 + threadIdx.x;
+        const float score = prob[threadIdx.x];
         const float cm = block_max(score);
         const float nm = fmaxf(m, cm);
         const float corr = expf(m - nm);
@@ -218,6 +241,7 @@ __global__ void deltanet_kernel(DeltaNetArgs a) {
     const int64_t kh = h / (a.value_heads / a.key_heads);
     const int64_t kd = a.key_heads * Dk, vd = a.value_heads * Dv;
     float* Sg = a.state + h * Dk * Dv;
+#pragma unroll 8
     for (int64_t i = 0; i < Dk; ++i) S[i * 32 + lane] = valid ? Sg[i * Dv + j] : 0.0f;
     const float A = expf(a.A_log[h]);
     const float q_scale = 1.0f / sqrtf(float(Dk));
@@ -244,6 +268,7 @@ __global__ void deltanet_kernel(DeltaNetArgs a) {
         const float g = -A * softplusf_(a.a[t * a.value_heads + h] + a.dt_bias[h]);
         const float decay = expf(g);
         float mem = 0;
+#pragma unroll 8
         for (int64_t i = 0; i < Dk; ++i) {
             const float sv = S[i * 32 + lane] * decay;
             S[i * 32 + lane] = sv;
@@ -252,6 +277,7 @@ __global__ void deltanet_kernel(DeltaNetArgs a) {
         const float v = valid ? row[2 * kd + h * Dv + j] : 0.0f;
         const float delta = (v - mem) * beta;
         float o = 0;
+#pragma unroll 8
         for (int64_t i = 0; i < Dk; ++i) {
             const float sv = fmaf(kn[i], delta, S[i * 32 + lane]);
             S[i * 32 + lane] = sv;
@@ -373,6 +399,13 @@ void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float ep
     CUDA_CHECK_LAUNCH("rmsnorm_kernel");
 }
 
+void add_rmsnorm(float* x, const float* y, const float* w, int64_t rows, int64_t dim, float eps, float* out,
+                 cudaStream_t stream) {
+    if (rows <= 0) return;
+    add_rmsnorm_kernel<<<unsigned(rows), 256, 0, stream>>>(x, y, w, dim, eps, out);
+    CUDA_CHECK_LAUNCH("add_rmsnorm_kernel");
+}
+
 void add_inplace(float* x, const float* y, int64_t count, cudaStream_t stream) {
     if (count <= 0) return;
     add_kernel<<<grid_for(count, 256), 256, 0, stream>>>(x, y, count);
@@ -432,7 +465,8 @@ void gated_rmsnorm(float* o, const float* z, const float* w, int64_t rows, int64
 void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, int32_t* ids, float* weights,
                   cudaStream_t stream) {
     if (n <= 0) return;
-    router_kernel<<<unsigned(n), 256, size_t(experts) * sizeof(float), stream>>>(logits, experts, k, ids, weights);
+    // One warp per token: the k rounds of arg-max need no block-wide barriers then.
+    router_kernel<<<unsigned(n), 32, size_t(experts) * sizeof(float), stream>>>(logits, experts, k, ids, weights);
     CUDA_CHECK_LAUNCH("router_kernel");
 }
 

@@ -23,6 +23,10 @@ void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaSt
 // out[r, :] = x[r, :] / sqrt(mean(x[r]^2) + eps) * w; rows of `dim` floats, x and out may alias.
 void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out, cudaStream_t stream);
 
+// x[r, :] += y[r, :], then out[r, :] = rmsnorm(x[r, :]) * w (the residual add and the next norm in one pass).
+void add_rmsnorm(float* x, const float* y, const float* w, int64_t rows, int64_t dim, float eps, float* out,
+                 cudaStream_t stream);
+
 // x[i] += y[i]
 void add_inplace(float* x, const float* y, int64_t count, cudaStream_t stream);
 

@@ -378,15 +378,16 @@ void Qwen35MoeCuda::run_layers(CudaSequenceState& st, int64_t n, int64_t k, bool
     float* mix = scratch(kMix, size_t(n * H));
     embed_rows(embed_, d_tokens_.as<int32_t>(), n, x, s);
     const float eps = float(c.rms_norm_eps);
+    // The residual add of each block is fused with the norm that follows it.
+    rmsnorm(x, layers_[0].input_norm, n, H, eps, xn, s);
     for (int64_t l = 0; l < c.num_layers; ++l) {
         const DLayer& L = layers_[size_t(l)];
-        rmsnorm(x, L.input_norm, n, H, eps, xn, s);
         if (L.kind == LayerKind::Attention) attention(l, st, n);
         else deltanet(l, st, n);
-        add_inplace(x, mix, n * H, s);
-        rmsnorm(x, L.post_norm, n, H, eps, xn, s);
+        add_rmsnorm(x, mix, L.post_norm, n, H, eps, xn, s);
         moe(l, k, n, device_routing);
-        add_inplace(x, mix, n * H, s);
+        if (l + 1 < c.num_layers) add_rmsnorm(x, mix, layers_[size_t(l + 1)].input_norm, n, H, eps, xn, s);
+        else add_inplace(x, mix, n * H, s);
     }
     const int64_t rows = n - logits_from;
     if (rows <= 0) return;
