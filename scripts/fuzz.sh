@@ -15,7 +15,7 @@ if ! command -v clang++ >/dev/null; then
   exit 1
 fi
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-  -DFLASHMOE_FUZZ=ON -DFLASHMOE_TESTS=OFF -DFLASHMOE_BENCH=OFF >/dev/null
+  -DFLASHMOE_FUZZ=ON -DFLASHMOE_TESTS=OFF -DFLASHMOE_BENCH=OFF -DFLASHMOE_CUDA=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}")
 
 scratch=$(mktemp -d)

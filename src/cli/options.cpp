@@ -73,6 +73,9 @@ void add_model_flags(CLI::App* app, ModelFlags& f) {
     app->add_option("--threads,-t", f.threads, "compute threads (0 = all cores)");
     app->add_option("--quant", f.quant, "experts when converting a snapshot: auto, q4, q8, bf16")->capture_default_str();
     app->add_flag("--no-convert", f.no_convert, "run a snapshot in place, all weights resident, no packed copy");
+    app->add_option("--device", f.device, "cpu, cuda, or auto (cuda when a GPU is present)")->capture_default_str();
+    app->add_option("--vram", f.vram, "CUDA: VRAM budget for routed experts (--cache is then the pinned host tier)")
+        ->capture_default_str();
 }
 
 std::unique_ptr<LoadedModel> open_model(const std::string& path, const ModelFlags& f) {
@@ -83,10 +86,13 @@ std::unique_ptr<LoadedModel> open_model(const std::string& path, const ModelFlag
     options.mode = parse_io_mode(f.io);
     options.cache_bytes = parse_size(f.cache, "--cache");
     options.io_threads = f.io_threads;
+    RunnerOptions runner;
+    runner.device = parse_device(f.device);
+    runner.vram_bytes = parse_size(f.vram, "--vram");
     if (!std::filesystem::is_directory(path)) fail(ErrorKind::BadInput, "{}: not a model directory", path);
     if (is_packed_model(path) || f.no_convert) {
         LoadingNotice notice(path);
-        return LoadedModel::open(path, options);
+        return LoadedModel::open(path, options, runner);
     }
 
     std::string packed = packed_cache_path(path, f.quant);
@@ -102,7 +108,7 @@ std::unique_ptr<LoadedModel> open_model(const std::string& path, const ModelFlag
         bar.finish();
     }
     LoadingNotice notice(packed);
-    return LoadedModel::open(packed, options);
+    return LoadedModel::open(packed, options, runner);
 }
 
 }  // namespace flashmoe::cli

@@ -1,5 +1,7 @@
 #include "engine/loaded_model.h"
 
+#include "model/cuda/cuda_runner.h"
+
 #include "store/packed_writer.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
@@ -43,20 +45,48 @@ const GenerationDefaults& LoadedModel::generation_defaults() {
     return *generation_defaults_;
 }
 
-std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& path, const ExpertStoreOptions& options) {
+Device parse_device(const std::string& text) {
+    if (text == "cpu") return Device::Cpu;
+    if (text == "cuda") return Device::Cuda;
+    if (text == "auto") return Device::Auto;
+    fail(ErrorKind::BadInput, "--device: '{}' is not one of cpu, cuda, auto", text);
+}
+
+#ifndef FLASHMOE_HAS_CUDA
+int cuda_device_count() { return 0; }
+std::unique_ptr<ModelRunner> make_cuda_runner(const ModelConfig&, const DenseWeights&, ExpertSource&,
+                                              const CudaRunnerOptions&) {
+    fail(ErrorKind::BadInput, "--device cuda: this flashmoe was built without CUDA");
+}
+#endif
+
+std::unique_ptr<LoadedModel> LoadedModel::open(const std::string& path, const ExpertStoreOptions& options,
+                                               const RunnerOptions& runner) {
     auto m = std::make_unique<LoadedModel>();
     m->path_ = path;
+    m->device_ = runner.device;
+    if (m->device_ == Device::Auto) m->device_ = cuda_device_count() > 0 ? Device::Cuda : Device::Cpu;
+    if (m->device_ == Device::Cuda && cuda_device_count() == 0) {
+        fail(ErrorKind::BadInput, "--device cuda: no CUDA device found");
+    }
+    ExpertStoreOptions store = options;
+    CudaRunnerOptions cuda{.device = 0, .vram_bytes = runner.vram_bytes, .host_bytes = options.cache_bytes};
+    if (m->device_ == Device::Cuda) store.cache_bytes = std::min(options.cache_bytes, size_t(256) << 20);
+    const DenseWeights* dense;
+    ExpertSource* experts;
     if (is_packed_model(path)) {
-        m->packed_ = PackedModel::open(path, options);
+        m->packed_ = PackedModel::open(path, store);
         m->config_ = &m->packed_->config();
-        m->forward_ = std::make_unique<Qwen35Moe>(m->packed_->config(), m->packed_->dense(), m->packed_->experts(),
-                                                  &default_pool());
+        dense = &m->packed_->dense();
+        experts = &m->packed_->experts();
     } else {
         m->checkpoint_ = HfCheckpoint::open(path);
         m->config_ = &m->checkpoint_->config();
-        m->forward_ = std::make_unique<Qwen35Moe>(m->checkpoint_->config(), m->checkpoint_->dense(),
-                                                  m->checkpoint_->experts(), &default_pool());
+        dense = &m->checkpoint_->dense();
+        experts = &m->checkpoint_->experts();
     }
+    if (m->device_ == Device::Cuda) m->forward_ = make_cuda_runner(*m->config_, *dense, *experts, cuda);
+    else m->forward_ = std::make_unique<Qwen35Moe>(*m->config_, *dense, *experts, &default_pool());
     return m;
 }
 

@@ -26,16 +26,30 @@ struct WeightSummary {
     std::string quantization;  // "none (bf16)", "mlx affine 4-bit, group 64 (...)", ...
 };
 
+// Which backend runs the forward. Auto: CUDA when built with it and a device is present, else CPU.
+enum class Device { Cpu, Cuda, Auto };
+Device parse_device(const std::string& text);  // "cpu" | "cuda" | "auto"; BadInput otherwise
+
+struct RunnerOptions {
+    Device device = Device::Cpu;
+    size_t vram_bytes = size_t(6) << 30;  // CUDA: routed-expert VRAM cache
+};
+
 class LoadedModel {
 public:
     LoadedModel();
     ~LoadedModel();
-    static std::unique_ptr<LoadedModel> open(const std::string& path, const ExpertStoreOptions& options = {});
+    // With Device::Cuda the ExpertStoreOptions' cache budget becomes the pinned host tier under the
+    // VRAM cache (the store itself keeps a small read-staging cache). Cuda without a device (or a
+    // build without CUDA) is Error(BadInput).
+    static std::unique_ptr<LoadedModel> open(const std::string& path, const ExpertStoreOptions& options = {},
+                                             const RunnerOptions& runner = {});
 
     const ModelConfig& config() const { return *config_; }
     bool is_packed() const { return packed_ != nullptr; }
     ExpertStore* expert_store() { return packed_ ? &packed_->experts() : nullptr; }
     ModelRunner& forward() { return *forward_; }
+    Device device() const { return device_; }  // Cpu or Cuda, as resolved
     const std::string& path() const { return path_; }
     std::string layout_description() const;
 
@@ -52,6 +66,7 @@ private:
     std::unique_ptr<HfCheckpoint> checkpoint_;  // one of these two
     std::unique_ptr<PackedModel> packed_;
     std::unique_ptr<ModelRunner> forward_;
+    Device device_ = Device::Cpu;
     std::mutex text_mutex_;
     std::unique_ptr<Tokenizer> tokenizer_;
     std::unique_ptr<ChatTemplate> chat_template_;

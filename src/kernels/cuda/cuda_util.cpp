@@ -1,0 +1,81 @@
+#include "kernels/cuda/cuda_util.h"
+
+#include "util/error.h"
+
+namespace flashmoe::cuda {
+
+void throw_cuda_error(cudaError_t code, const char* call, const char* file, int line) {
+    const ErrorKind kind = code == cudaErrorMemoryAllocation ? ErrorKind::OutOfMemory : ErrorKind::Internal;
+    throw Error(kind, fmt::format("CUDA call {} failed: {} ({}) at {}:{}", call, cudaGetErrorString(code),
+                                  cudaGetErrorName(code), file, line));
+}
+
+int device_count() {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();  // clear the sticky "no driver" error
+        return 0;
+    }
+    return n;
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes) { reserve(bytes); }
+
+DeviceBuffer::~DeviceBuffer() {
+    if (ptr_) cudaFree(ptr_);
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+        if (ptr_) cudaFree(ptr_);
+        ptr_ = std::exchange(o.ptr_, nullptr);
+        bytes_ = std::exchange(o.bytes_, 0);
+    }
+    return *this;
+}
+
+void DeviceBuffer::reserve(size_t bytes) {
+    if (bytes <= bytes_ && ptr_) return;
+    if (ptr_) CUDA_CHECK(cudaFree(ptr_));
+    ptr_ = nullptr;
+    bytes_ = 0;
+    CUDA_CHECK(cudaMalloc(&ptr_, bytes ? bytes : 1));
+    bytes_ = bytes;
+}
+
+PinnedBuffer::PinnedBuffer(size_t bytes) { reserve(bytes); }
+
+PinnedBuffer::~PinnedBuffer() {
+    if (ptr_) cudaFreeHost(ptr_);
+}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
+    if (this != &o) {
+        if (ptr_) cudaFreeHost(ptr_);
+        ptr_ = std::exchange(o.ptr_, nullptr);
+        bytes_ = std::exchange(o.bytes_, 0);
+    }
+    return *this;
+}
+
+void PinnedBuffer::reserve(size_t bytes) {
+    if (bytes <= bytes_ && ptr_) return;
+    if (ptr_) CUDA_CHECK(cudaFreeHost(ptr_));
+    ptr_ = nullptr;
+    bytes_ = 0;
+    CUDA_CHECK(cudaHostAlloc(&ptr_, bytes ? bytes : 1, cudaHostAllocDefault));
+    bytes_ = bytes;
+}
+
+Stream::Stream() { CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
+Stream::~Stream() {
+    if (s_) cudaStreamDestroy(s_);
+}
+void Stream::synchronize() const { CUDA_CHECK(cudaStreamSynchronize(s_)); }
+
+Event::Event() { CUDA_CHECK(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming)); }
+Event::~Event() {
+    if (e_) cudaEventDestroy(e_);
+}
+
+}  // namespace flashmoe::cuda

@@ -1,0 +1,491 @@
+// The element-wise, normalisation, attention, Gated DeltaNet and router kernels of the CUDA
+// forward (the weight-matrix kernels are in matmul.cu). Each mirrors a loop of the CPU forward;
+// reductions are fp32 tree reductions (the CPU sums some in double: results differ by rounding).
+#include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/ops.h"
+
+#include <algorithm>
+#include <cfloat>
+
+namespace flashmoe::cuda {
+
+namespace {
+
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ __forceinline__ float siluf_(float x) { return x / (1.0f + expf(-x)); }
+__device__ __forceinline__ float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ float block_sum(float v) {
+    __shared__ float part[32];
+    __shared__ float total;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();  // `part` may still be read by a previous call
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float s = lane < int(blockDim.x >> 5) ? part[lane] : 0.0f;
+        s = warp_sum(s);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    return total;
+}
+
+__device__ float block_max(float v) {
+    __shared__ float part[32];
+    __shared__ float total;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float s = lane < int(blockDim.x >> 5) ? part[lane] : -FLT_MAX;
+        s = warp_max(s);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    return total;
+}
+
+__global__ void rmsnorm_kernel(const float* x, const float* w, int64_t dim, float eps, float* out) {
+    const float* xr = x + int64_t(blockIdx.x) * dim;
+    float* orow = out + int64_t(blockIdx.x) * dim;
+    float ss = 0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = (xr[i] * inv) * w[i];
+}
+
+__global__ void add_rmsnorm_kernel(float* x, const float* y, const float* w, int64_t dim, float eps, float* out) {
+    float* xr = x + int64_t(blockIdx.x) * dim;
+    const float* yr = y + int64_t(blockIdx.x) * dim;
+    float* orow = out + int64_t(blockIdx.x) * dim;
+    float ss = 0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+        const float v = xr[i] + yr[i];
+        xr[i] = v;
+        ss += v * v;
+    }
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = (xr[i] * inv) * w[i];
+}
+
+__global__ void add_kernel(float* x, const float* y, int64_t count) {
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+        x[i] += y[i];
+}
+
+// One block per (token, head): heads [0, heads) are query halves, [heads, heads + kv_heads) keys.
+__global__ void attention_prepare_kernel(AttentionShape s, float* q, float* k, const float* q_norm,
+                                         const float* k_norm) {
+    extern __shared__ float head[];
+    const int64_t t = blockIdx.x, h = blockIdx.y, hd = s.head_dim;
+    const bool is_q = h < s.heads;
+    float* v = is_q ? q + t * s.heads * 2 * hd + h * 2 * hd : k + t * s.kv_heads * hd + (h - s.heads) * hd;
+    const float* w = is_q ? q_norm : k_norm;
+    float ss = 0;
+    for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) {
+        head[i] = v[i];
+        ss += head[i] * head[i];
+    }
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / float(hd) + s.eps);
+    for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) head[i] = (head[i] * inv) * w[i];
+    __syncthreads();
+    const int64_t half = s.rotary_dim / 2;
+    const float pos = float((s.d_position ? *s.d_position : s.position) + t);
+    for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) {
+        float out = head[i];
+        if (i < s.rotary_dim) {
+            const int64_t p = i < half ? i : i - half;
+            const float inv_freq = 1.0f / powf(s.rope_theta, float(2 * p) / float(s.rotary_dim));
+            const float angle = pos * inv_freq;
+            const float c = cosf(angle), sn = sinf(angle);
+            out = i < half ? head[i] * c - head[i + half] * sn : head[i] * c + head[i - half] * sn;
+        }
+        v[i] = out;
+    }
+}
+
+constexpr int kAttnThreads = 128;
+constexpr int kAttnMaxDimPerThread = 4;  // head_dim <= 512
+
+// One block per (token, query head): online softmax over the cached positions, chunk by chunk.
+__global__ void attention_kernel(AttentionShape s, const float* q, const float* keys, const float* values, float* out) {
+    extern __shared__ float smem[];
+    float* qs = smem;                   // [head_dim]
+    float* prob = smem + s.head_dim;    // [kAttnThreads]
+    const int64_t t = blockIdx.x, h = blockIdx.y, hd = s.head_dim;
+    const int64_t kvh = h / (s.heads / s.kv_heads);
+    const int64_t len = (s.d_position ? *s.d_position : s.position) + t + 1;
+    const float* qh = q + t * s.heads * 2 * hd + h * 2 * hd;
+    const float scale = 1.0f / sqrtf(float(hd));
+    for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
+    __syncthreads();
+
+    float acc[kAttnMaxDimPerThread] = {0, 0, 0, 0};
+    float m = -FLT_MAX, l = 0;
+    const int64_t row = s.kv_heads * hd;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    constexpr int kWarps = kAttnThreads / 32;
+    for (int64_t p0 = 0; p0 < len; p0 += kAttnThreads) {
+        // Scores of this chunk: each warp takes every kWarps-th position, lanes split head_dim.
+        for (int j = warp; j < kAttnThreads; j += kWarps) {
+            const int64_t p = p0 + j;
+            float d = 0;
+            if (p < len) {
+                const float* kp = keys + p * row + kvh * hd;
+                for (int64_t i = lane; i < hd; i += 32) d = fmaf(qs[i], kp[i], d);
+            }
+            d = warp_sum(d);
+            if (lane == 0) prob[j] = p < len ? d * scale : -FLT_MAX;
+        }
+        __syncthreads();
+        const int64_t p = p0 + threadIdx.x;
+        const float score = prob[threadIdx.x];
+        const float cm = block_max(score);
+        const float nm = fmaxf(m, cm);
+        const float corr = expf(m - nm);
+        const float e = p < len ? expf(score - nm) : 0.0f;
+        prob[threadIdx.x] = e;
+        const float cs = block_sum(e);  // (its barriers also publish prob[])
+        l = l * corr + cs;
+        const int64_t chunk = len - p0 < kAttnThreads ? len - p0 : kAttnThreads;
+#pragma unroll
+        for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
+            const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
+            if (d < hd) {
+                float a = acc[u] * corr;
+                const float* vp = values + p0 * row + kvh * hd + d;
+                for (int64_t j = 0; j < chunk; ++j) a = fmaf(prob[j], vp[j * row], a);
+                acc[u] = a;
+            }
+        }
+        m = nm;
+        __syncthreads();  // prob[] is rewritten by the next chunk
+    }
+    const float* gate = qh + hd;
+    float* o = out + (t * s.heads + h) * hd;
+#pragma unroll
+    for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
+        const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
+        if (d < hd) o[d] = (acc[u] / l) * sigmoidf_(gate[d]);
+    }
+}
+
+__global__ void kv_append_kernel(AttentionShape s, const float* k, const float* v, float* keys, float* values) {
+    const int64_t row = s.kv_heads * s.head_dim, count = s.n * row;
+    const int64_t base = (s.d_position ? *s.d_position : s.position) * row;
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+        keys[base + i] = k[i];
+        values[base + i] = v[i];
+    }
+}
+
+constexpr int kMaxConvKernel = 8;
+
+__global__ void conv1d_silu_kernel(const float* x, float* state, const float* taps, int64_t n, int64_t C, int64_t K,
+                                   float* out) {
+    const int64_t ch = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (ch >= C) return;
+    float old[kMaxConvKernel - 1];
+#pragma unroll
+    for (int i = 0; i < kMaxConvKernel - 1; ++i) old[i] = i < K - 1 ? state[i * C + ch] : 0.0f;
+    // window[w] = old[w] for w < K-1, else x[w - (K-1)]
+    auto window = [&](int64_t w) -> float {
+        if (w < K - 1) {
+            float v = 0;
+#pragma unroll
+            for (int i = 0; i < kMaxConvKernel - 1; ++i)
+                if (i == w) v = old[i];
+            return v;
+        }
+        return x[(w - (K - 1)) * C + ch];
+    };
+    for (int64_t t = 0; t < n; ++t) {
+        float s = 0;
+        for (int64_t j = 0; j < K; ++j) s += taps[ch * K + j] * window(t + j);
+        out[t * C + ch] = siluf_(s);
+    }
+    for (int64_t i = 0; i < K - 1; ++i) state[i * C + ch] = window(n + i);
+}
+
+// One warp per (value head, 32 value columns): the columns of the state are independent given
+// q, k, beta and the decay, so each warp keeps its [key_dim, 32] slice in shared memory.
+__global__ void deltanet_kernel(DeltaNetArgs a) {
+    extern __shared__ float sm[];
+    const int64_t Dk = a.key_dim, Dv = a.value_dim;
+    float* S = sm;             // [Dk][32]
+    float* qn = sm + Dk * 32;  // [Dk]
+    float* kn = qn + Dk;       // [Dk]
+    const int lane = threadIdx.x;
+    const int64_t h = blockIdx.x;
+    const int64_t j = int64_t(blockIdx.y) * 32 + lane;
+    const bool valid = j < Dv;
+    const int64_t kh = h / (a.value_heads / a.key_heads);
+    const int64_t kd = a.key_heads * Dk, vd = a.value_heads * Dv;
+    float* Sg = a.state + h * Dk * Dv;
+#pragma unroll 8
+    for (int64_t i = 0; i < Dk; ++i) S[i * 32 + lane] = valid ? Sg[i * Dv + j] : 0.0f;
+    const float A = expf(a.A_log[h]);
+    const float q_scale = 1.0f / sqrtf(float(Dk));
+    for (int64_t t = 0; t < a.n; ++t) {
+        const float* row = a.qkv + t * a.conv_dim;
+        float sq = 0, sk = 0;
+        for (int64_t i = lane; i < Dk; i += 32) {
+            const float qv = row[kh * Dk + i], kv = row[kd + kh * Dk + i];
+            qn[i] = qv;
+            kn[i] = kv;
+            sq += qv * qv;
+            sk += kv * kv;
+        }
+        sq = warp_sum(sq);
+        sk = warp_sum(sk);
+        const float qi = 1.0f / sqrtf(sq + 1e-6f), ki = 1.0f / sqrtf(sk + 1e-6f);
+        __syncwarp();
+        for (int64_t i = lane; i < Dk; i += 32) {
+            qn[i] = (qn[i] * qi) * q_scale;
+            kn[i] = kn[i] * ki;
+        }
+        __syncwarp();
+        const float beta = sigmoidf_(a.b[t * a.value_heads + h]);
+        const float g = -A * softplusf_(a.a[t * a.value_heads + h] + a.dt_bias[h]);
+        const float decay = expf(g);
+        float mem = 0;
+#pragma unroll 8
+        for (int64_t i = 0; i < Dk; ++i) {
+            const float sv = S[i * 32 + lane] * decay;
+            S[i * 32 + lane] = sv;
+            mem = fmaf(sv, kn[i], mem);
+        }
+        const float v = valid ? row[2 * kd + h * Dv + j] : 0.0f;
+        const float delta = (v - mem) * beta;
+        float o = 0;
+#pragma unroll 8
+        for (int64_t i = 0; i < Dk; ++i) {
+            const float sv = fmaf(kn[i], delta, S[i * 32 + lane]);
+            S[i * 32 + lane] = sv;
+            o = fmaf(sv, qn[i], o);
+        }
+        if (valid) a.out[t * vd + h * Dv + j] = o;
+        __syncwarp();  // qn/kn are rewritten by the next token
+    }
+    if (valid)
+        for (int64_t i = 0; i < Dk; ++i) Sg[i * Dv + j] = S[i * 32 + lane];
+}
+
+__global__ void gated_rmsnorm_kernel(float* o, const float* z, const float* w, int64_t dim, float eps) {
+    float* orow = o + int64_t(blockIdx.x) * dim;
+    const float* zr = z + int64_t(blockIdx.x) * dim;
+    float ss = 0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += orow[i] * orow[i];
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = ((orow[i] * inv) * w[i]) * siluf_(zr[i]);
+}
+
+// One block per token: softmax in shared memory, then k rounds of arg-max.
+__global__ void router_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights) {
+    extern __shared__ float p[];
+    const int64_t t = blockIdx.x;
+    const float* row = logits + t * E;
+    float mx = -FLT_MAX;
+    for (int64_t e = threadIdx.x; e < E; e += blockDim.x) mx = fmaxf(mx, row[e]);
+    mx = block_max(mx);
+    float sum = 0;
+    for (int64_t e = threadIdx.x; e < E; e += blockDim.x) {
+        p[e] = expf(row[e] - mx);
+        sum += p[e];
+    }
+    sum = block_sum(sum);
+    const float inv = 1.0f / sum;
+    for (int64_t e = threadIdx.x; e < E; e += blockDim.x) p[e] *= inv;
+    __syncthreads();
+    __shared__ float best_v[32];
+    __shared__ int32_t best_i[32];
+    __shared__ float chosen_sum;
+    if (threadIdx.x == 0) chosen_sum = 0;
+    for (int64_t j = 0; j < k; ++j) {
+        float bv = -1.0f;
+        int32_t bi = INT32_MAX;
+        for (int64_t e = threadIdx.x; e < E; e += blockDim.x) {
+            if (p[e] > bv || (p[e] == bv && int32_t(e) < bi)) {
+                bv = p[e];
+                bi = int32_t(e);
+            }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ov > bv || (ov == bv && oi < bi)) {
+                bv = ov;
+                bi = oi;
+            }
+        }
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        if (lane == 0) {
+            best_v[warp] = bv;
+            best_i[warp] = bi;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float v = best_v[0];
+            int32_t i = best_i[0];
+            for (int w = 1; w < int(blockDim.x >> 5); ++w) {
+                if (best_v[w] > v || (best_v[w] == v && best_i[w] < i)) {
+                    v = best_v[w];
+                    i = best_i[w];
+                }
+            }
+            ids[t * k + j] = i;
+            weights[t * k + j] = v;  // the probability for now
+            chosen_sum += v;
+            p[i] = -2.0f;  // never chosen again
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        for (int64_t j = 0; j < k; ++j) weights[t * k + j] = weights[t * k + j] / chosen_sum;
+    }
+}
+
+__global__ void moe_combine_kernel(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out) {
+    const int64_t total = n * hidden;
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t t = i / hidden, d = i % hidden;
+        float s = 0;
+        for (int64_t j = 0; j < k; ++j) s += routed[(t * k + j) * hidden + d];
+        out[i] = s;
+    }
+}
+
+__global__ void swiglu_kernel(float* gate, const float* up, int64_t count) {
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+        gate[i] = siluf_(gate[i]) * up[i];
+}
+
+__global__ void add_sigmoid_scaled_kernel(float* out, const float* y, const float* g, int64_t n, int64_t hidden) {
+    const int64_t total = n * hidden;
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+        out[i] += sigmoidf_(g[i / hidden]) * y[i];
+}
+
+unsigned grid_for(int64_t count, int threads) {
+    return unsigned(std::clamp<int64_t>((count + threads - 1) / threads, 1, 4096));
+}
+
+}  // namespace
+
+void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out, cudaStream_t stream) {
+    if (rows <= 0) return;
+    rmsnorm_kernel<<<unsigned(rows), 256, 0, stream>>>(x, w, dim, eps, out);
+    CUDA_CHECK_LAUNCH("rmsnorm_kernel");
+}
+
+void add_rmsnorm(float* x, const float* y, const float* w, int64_t rows, int64_t dim, float eps, float* out,
+                 cudaStream_t stream) {
+    if (rows <= 0) return;
+    add_rmsnorm_kernel<<<unsigned(rows), 256, 0, stream>>>(x, y, w, dim, eps, out);
+    CUDA_CHECK_LAUNCH("add_rmsnorm_kernel");
+}
+
+void add_inplace(float* x, const float* y, int64_t count, cudaStream_t stream) {
+    if (count <= 0) return;
+    add_kernel<<<grid_for(count, 256), 256, 0, stream>>>(x, y, count);
+    CUDA_CHECK_LAUNCH("add_kernel");
+}
+
+void attention_prepare(const AttentionShape& s, float* q, float* k, const float* q_norm, const float* k_norm,
+                       cudaStream_t stream) {
+    if (s.n <= 0) return;
+    attention_prepare_kernel<<<dim3(unsigned(s.n), unsigned(s.heads + s.kv_heads)), 128,
+                               size_t(s.head_dim) * sizeof(float), stream>>>(s, q, k, q_norm, k_norm);
+    CUDA_CHECK_LAUNCH("attention_prepare_kernel");
+}
+
+void kv_append(const AttentionShape& s, const float* k, const float* v, float* keys, float* values,
+               cudaStream_t stream) {
+    if (s.n <= 0) return;
+    kv_append_kernel<<<grid_for(s.n * s.kv_heads * s.head_dim, 256), 256, 0, stream>>>(s, k, v, keys, values);
+    CUDA_CHECK_LAUNCH("kv_append_kernel");
+}
+
+void attention(const AttentionShape& s, const float* q, const float* keys, const float* values, float* out,
+               cudaStream_t stream) {
+    if (s.n <= 0) return;
+    if (s.head_dim > kAttnThreads * kAttnMaxDimPerThread) {
+        CUDA_CHECK(cudaErrorInvalidValue);  // head_dim beyond 512 is not supported
+    }
+    const size_t smem = size_t(s.head_dim + kAttnThreads) * sizeof(float);
+    attention_kernel<<<dim3(unsigned(s.n), unsigned(s.heads)), kAttnThreads, smem, stream>>>(s, q, keys, values, out);
+    CUDA_CHECK_LAUNCH("attention_kernel");
+}
+
+void conv1d_silu(const float* x, float* state, const float* taps, int64_t n, int64_t C, int64_t K, float* out,
+                 cudaStream_t stream) {
+    if (n <= 0) return;
+    if (K < 1 || K > kMaxConvKernel) CUDA_CHECK(cudaErrorInvalidValue);  // conv kernel beyond 8
+    conv1d_silu_kernel<<<unsigned((C + 127) / 128), 128, 0, stream>>>(x, state, taps, n, C, K, out);
+    CUDA_CHECK_LAUNCH("conv1d_silu_kernel");
+}
+
+void deltanet_recurrence(const DeltaNetArgs& a, cudaStream_t stream) {
+    if (a.n <= 0) return;
+    const size_t smem = size_t(a.key_dim * 32 + 2 * a.key_dim) * sizeof(float);
+    if (smem > 48 * 1024) {
+        CUDA_CHECK(cudaFuncSetAttribute(deltanet_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    }
+    deltanet_kernel<<<dim3(unsigned(a.value_heads), unsigned((a.value_dim + 31) / 32)), 32, smem, stream>>>(a);
+    CUDA_CHECK_LAUNCH("deltanet_kernel");
+}
+
+void gated_rmsnorm(float* o, const float* z, const float* w, int64_t rows, int64_t dim, float eps, cudaStream_t stream) {
+    if (rows <= 0) return;
+    gated_rmsnorm_kernel<<<unsigned(rows), 128, 0, stream>>>(o, z, w, dim, eps);
+    CUDA_CHECK_LAUNCH("gated_rmsnorm_kernel");
+}
+
+void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, int32_t* ids, float* weights,
+                  cudaStream_t stream) {
+    if (n <= 0) return;
+    // One warp per token: the k rounds of arg-max need no block-wide barriers then.
+    router_kernel<<<unsigned(n), 32, size_t(experts) * sizeof(float), stream>>>(logits, experts, k, ids, weights);
+    CUDA_CHECK_LAUNCH("router_kernel");
+}
+
+void moe_combine(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out, cudaStream_t stream) {
+    if (n <= 0) return;
+    moe_combine_kernel<<<grid_for(n * hidden, 256), 256, 0, stream>>>(routed, n, k, hidden, out);
+    CUDA_CHECK_LAUNCH("moe_combine_kernel");
+}
+
+void swiglu(float* gate, const float* up, int64_t count, cudaStream_t stream) {
+    if (count <= 0) return;
+    swiglu_kernel<<<grid_for(count, 256), 256, 0, stream>>>(gate, up, count);
+    CUDA_CHECK_LAUNCH("swiglu_kernel");
+}
+
+void add_sigmoid_scaled(float* out, const float* y, const float* g, int64_t n, int64_t hidden, cudaStream_t stream) {
+    if (n <= 0) return;
+    add_sigmoid_scaled_kernel<<<grid_for(n * hidden, 256), 256, 0, stream>>>(out, y, g, n, hidden);
+    CUDA_CHECK_LAUNCH("add_sigmoid_scaled_kernel");
+}
+
+}  // namespace flashmoe::cuda

@@ -1,0 +1,114 @@
+// The CUDA backend's op set: host-side launchers of the kernels the CUDA forward runs, one per op of
+// the CPU forward (kernels/cpu/matmul.h, ops/cpu_ops.h and the loops of model/qwen35moe.cpp). All
+// pointers are device pointers unless stated; activations are fp32 row-major; every launcher only
+// enqueues work on `stream` (nothing waits) and throws flashmoe::Error naming the kernel if the
+// launch fails. Buffers must not alias unless stated. Sizes may be odd: no launcher assumes
+// multiples of anything beyond what the weight format itself guarantees.
+#pragma once
+
+#include "kernels/cuda/dmat.h"
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace flashmoe::cuda {
+
+// y[t, r] = sum_c W[r, c] * x[t, c]; x [n, w.cols], y [n, w.rows]. fp32 accumulation.
+void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream);
+
+// out[t, :] = row ids[t] of w, dequantised to fp32; ids are device int32 in [0, w.rows).
+void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream);
+
+// out[r, :] = x[r, :] / sqrt(mean(x[r]^2) + eps) * w; rows of `dim` floats, x and out may alias.
+void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out, cudaStream_t stream);
+
+// x[r, :] += y[r, :], then out[r, :] = rmsnorm(x[r, :]) * w (the residual add and the next norm in one pass).
+void add_rmsnorm(float* x, const float* y, const float* w, int64_t rows, int64_t dim, float eps, float* out,
+                 cudaStream_t stream);
+
+// x[i] += y[i]
+void add_inplace(float* x, const float* y, int64_t count, cudaStream_t stream);
+
+// ---- gated attention ----
+struct AttentionShape {
+    int64_t n = 0;         // new tokens
+    int64_t position = 0;  // position of the first new token
+    int64_t heads = 0, kv_heads = 0, head_dim = 0, rotary_dim = 0;
+    float rope_theta = 0, eps = 0;
+    // When set, the position is read from this device int64 instead (so that a captured CUDA graph
+    // replays at every position).
+    const int64_t* d_position = nullptr;
+};
+// In place: RMSNorm (q_norm / k_norm) then NeoX RoPE on the first rotary_dim dims of every query
+// head (q [n, heads * 2 * head_dim], the query half of each head) and every key head (k [n, kv_heads * head_dim]).
+void attention_prepare(const AttentionShape& s, float* q, float* k, const float* q_norm, const float* k_norm,
+                       cudaStream_t stream);
+// keys/values rows [position, position + n) = k, v ([n, kv_heads * head_dim]).
+void kv_append(const AttentionShape& s, const float* k, const float* v, float* keys, float* values,
+               cudaStream_t stream);
+// Causal softmax attention of the n new queries over cache rows [0, position + t] (keys/values
+// [positions][kv_heads][head_dim]), each output head multiplied by sigmoid(its gate half of q).
+// out [n, heads * head_dim].
+void attention(const AttentionShape& s, const float* q, const float* keys, const float* values, float* out,
+               cudaStream_t stream);
+
+// ---- Gated DeltaNet ----
+// Causal depthwise conv (kernel K <= 8) over [state ; x] then SiLU, into out [n, C]; state
+// [K-1, C] is advanced to the last K-1 raw inputs. x and out must not alias.
+void conv1d_silu(const float* x, float* state, const float* taps, int64_t n, int64_t C, int64_t K, float* out,
+                 cudaStream_t stream);
+
+struct DeltaNetArgs {
+    const float* qkv = nullptr;   // [n, conv_dim] after the convolution
+    const float* b = nullptr;     // [n, value_heads]
+    const float* a = nullptr;     // [n, value_heads]
+    const float* A_log = nullptr;  // [value_heads]
+    const float* dt_bias = nullptr;
+    float* state = nullptr;       // [value_heads, key_dim, value_dim], updated
+    float* out = nullptr;         // [n, value_heads * value_dim]
+    int64_t n = 0, conv_dim = 0, value_heads = 0, key_heads = 0, key_dim = 0, value_dim = 0;
+};
+// The gated delta rule token by token (l2-normalised q, k; beta = sigmoid(b); decay from A_log, a, dt_bias).
+void deltanet_recurrence(const DeltaNetArgs& args, cudaStream_t stream);
+// o[r, :] = w * rmsnorm(o[r, :]) * silu(z[r, :]) over rows of dim (plain weight).
+void gated_rmsnorm(float* o, const float* z, const float* w, int64_t rows, int64_t dim, float eps, cudaStream_t stream);
+
+// ---- sparse MoE ----
+// Per token: softmax over `experts` logits, the k largest (ties: lower index), weights renormalised.
+// ids [n, k] int32, weights [n, k].
+void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, int32_t* ids, float* weights,
+                  cudaStream_t stream);
+
+// One routed expert's share of a batch: its matrices and the run of the slot list it serves.
+// A slot is t * k + j (token t, choice j).
+struct ExpertJob {
+    DMat gate, up, down;
+    int32_t slot_begin = 0;  // into the slot list
+    int32_t count = 0;       // slots (tokens) routed to this expert
+};
+struct MoeBatch {
+    const ExpertJob* jobs = nullptr;  // device array [njobs]
+    int64_t njobs = 0;
+    int64_t max_count = 0;        // largest job.count
+    const int32_t* slots = nullptr;  // device slot list
+    int64_t k = 0, hidden = 0, intermediate = 0;
+};
+// act[s, :] = silu(gate x_t) * (up x_t) for every slot s of every job (x [n, hidden], act [n*k, intermediate]).
+void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream);
+// routed[s, :] = weights[s] * (down act[s]) for every slot s of every job (routed [n*k, hidden]).
+void moe_down(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream);
+// The same two steps with routing read on the device (no host round trip): slot s uses expert
+// ids[s] from `table` ([experts] of the layer, all resident), token s / k, weight weights[s].
+void moe_gate_up_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t k, int64_t hidden,
+                        int64_t intermediate, const float* x, float* act, cudaStream_t stream);
+void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden, int64_t intermediate,
+                     const float* act, const float* weights, float* routed, cudaStream_t stream);
+// out[t, :] = sum_j routed[t*k + j, :] in j order.
+void moe_combine(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out, cudaStream_t stream);
+// gate[i] = silu(gate[i]) * up[i]
+void swiglu(float* gate, const float* up, int64_t count, cudaStream_t stream);
+// out[t, :] += sigmoid(g[t]) * y[t, :]
+void add_sigmoid_scaled(float* out, const float* y, const float* g, int64_t n, int64_t hidden, cudaStream_t stream);
+
+}  // namespace flashmoe::cuda

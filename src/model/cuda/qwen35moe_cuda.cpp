@@ -1,0 +1,565 @@
+#include "model/cuda/qwen35moe_cuda.h"
+
+#include "util/error.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+namespace flashmoe {
+
+int cuda_device_count() { return cuda::device_count(); }
+
+std::unique_ptr<ModelRunner> make_cuda_runner(const ModelConfig& config, const DenseWeights& weights,
+                                              ExpertSource& experts, const CudaRunnerOptions& options) {
+    return std::make_unique<cuda::Qwen35MoeCuda>(config, weights, experts, options);
+}
+
+}  // namespace flashmoe
+
+namespace flashmoe::cuda {
+
+// ---- per-sequence state ----
+
+class CudaSequenceState final : public ModelState {
+public:
+    struct Layer {
+        DeviceBuffer keys, values;  // [capacity][kv_heads][head_dim]
+        DeviceBuffer conv;          // [kernel-1][conv_dim]
+        DeviceBuffer recurrent;     // [value_heads][key_dim][value_dim]
+    };
+
+    CudaSequenceState(const ModelConfig& c, int device) : device_(device), kv_row_(c.num_kv_heads * c.head_dim) {
+        CUDA_CHECK(cudaSetDevice(device_));
+        layers.resize(size_t(c.num_layers));
+        for (int64_t i = 0; i < c.num_layers; ++i) {
+            if (c.layer_kinds[size_t(i)] != LayerKind::DeltaNet) continue;
+            Layer& L = layers[size_t(i)];
+            L.conv = DeviceBuffer(size_t((c.linear_conv_kernel - 1) * c.linear_conv_dim()) * 4);
+            L.recurrent = DeviceBuffer(size_t(c.linear_num_value_heads * c.linear_key_head_dim * c.linear_value_head_dim) * 4);
+        }
+        reset();
+    }
+
+    int64_t position() const override { return position_; }
+
+    void reset() override {
+        CUDA_CHECK(cudaSetDevice(device_));
+        position_ = 0;
+        for (Layer& L : layers) {
+            if (L.conv.get()) CUDA_CHECK(cudaMemset(L.conv.get(), 0, L.conv.bytes()));
+            if (L.recurrent.get()) CUDA_CHECK(cudaMemset(L.recurrent.get(), 0, L.recurrent.bytes()));
+        }
+        CUDA_CHECK(cudaDeviceSynchronize());
+    }
+
+    class Snapshot final : public StateSnapshot {
+    public:
+        int64_t position() const override { return position_; }
+        size_t bytes() const override {
+            size_t n = 0;
+            for (auto& l : conv) n += l.size() * 4;
+            for (auto& l : recurrent) n += l.size() * 4;
+            return n;
+        }
+        const CudaSequenceState* owner = nullptr;
+        int64_t position_ = 0;
+        std::vector<std::vector<float>> conv, recurrent;  // per layer (empty for attention layers)
+    };
+
+    std::unique_ptr<StateSnapshot> snapshot() const override {
+        auto s = std::make_unique<Snapshot>();
+        s->owner = this;
+        s->position_ = position_;
+        s->conv.resize(layers.size());
+        s->recurrent.resize(layers.size());
+        for (size_t i = 0; i < layers.size(); ++i) {
+            const Layer& L = layers[i];
+            if (!L.conv.get()) continue;
+            s->conv[i].resize(L.conv.bytes() / 4);
+            s->recurrent[i].resize(L.recurrent.bytes() / 4);
+            CUDA_CHECK(cudaMemcpy(s->conv[i].data(), L.conv.get(), L.conv.bytes(), cudaMemcpyDeviceToHost));
+            CUDA_CHECK(cudaMemcpy(s->recurrent[i].data(), L.recurrent.get(), L.recurrent.bytes(), cudaMemcpyDeviceToHost));
+        }
+        return s;
+    }
+
+    void restore(const StateSnapshot& snapshot) override {
+        auto* s = dynamic_cast<const Snapshot*>(&snapshot);
+        if (!s || s->owner != this || s->position_ > position_) {
+            fail(ErrorKind::Internal, "snapshot does not belong to this sequence");
+        }
+        for (size_t i = 0; i < layers.size(); ++i) {
+            Layer& L = layers[i];
+            if (!L.conv.get()) continue;
+            CUDA_CHECK(cudaMemcpy(L.conv.get(), s->conv[i].data(), L.conv.bytes(), cudaMemcpyHostToDevice));
+            CUDA_CHECK(cudaMemcpy(L.recurrent.get(), s->recurrent[i].data(), L.recurrent.bytes(), cudaMemcpyHostToDevice));
+        }
+        position_ = s->position_;  // attention caches: rows past the position are simply ignored
+    }
+
+    size_t bytes() const override {
+        size_t n = 0;
+        for (const Layer& L : layers) n += L.keys.bytes() + L.values.bytes() + L.conv.bytes() + L.recurrent.bytes();
+        return n;
+    }
+
+    // Makes room for `positions` rows in every attention cache (contents up to position() kept).
+    void reserve_kv(int64_t positions, cudaStream_t stream) {
+        if (positions <= capacity_) return;
+        const int64_t cap = std::max<int64_t>({positions, capacity_ * 2, 256});
+        const size_t row_bytes = size_t(kv_row_) * 4;
+        for (Layer& L : layers) {
+            if (L.conv.get()) continue;  // DeltaNet layer
+            for (DeviceBuffer* b : {&L.keys, &L.values}) {
+                DeviceBuffer grown(size_t(cap) * row_bytes);
+                if (position_ > 0 && b->get()) {
+                    CUDA_CHECK(cudaMemcpyAsync(grown.get(), b->get(), size_t(position_) * row_bytes,
+                                               cudaMemcpyDeviceToDevice, stream));
+                }
+                CUDA_CHECK(cudaStreamSynchronize(stream));
+                *b = std::move(grown);
+            }
+        }
+        capacity_ = cap;
+    }
+
+    void advance(int64_t n) { position_ += n; }
+    uint64_t id() const { return id_; }
+    int64_t kv_capacity() const { return capacity_; }
+    std::vector<Layer> layers;
+
+private:
+    static inline std::atomic<uint64_t> next_id_{1};
+    uint64_t id_ = next_id_++;
+    int device_;
+    int64_t kv_row_;
+    int64_t position_ = 0;
+    int64_t capacity_ = 0;
+};
+
+// ---- construction: dense weights to VRAM ----
+
+namespace {
+
+enum Scratch : size_t {
+    kX, kXn, kMix, kQ, kK, kV, kAtt, kQkv, kConv, kZ, kB, kA, kO, kProbs, kRouted, kAct,
+    kSharedGate, kSharedUp, kSharedY, kSharedG, kLogits, kScratchCount
+};
+
+int select_device(int device) {
+    if (device_count() <= device) fail(ErrorKind::BadInput, "no CUDA device {} (found {})", device, device_count());
+    CUDA_CHECK(cudaSetDevice(device));
+    return device;
+}
+
+int32_t dformat(WeightFormat f) {
+    switch (f) {
+        case WeightFormat::F32: return kF32;
+        case WeightFormat::F16: return kF16;
+        case WeightFormat::BF16: return kBF16;
+        case WeightFormat::Affine: return kAffine;
+    }
+    return kF32;
+}
+
+}  // namespace
+
+DMat Qwen35MoeCuda::upload(const Matrix& m) {
+    DMat d;
+    d.format = dformat(m.format);
+    d.bits = m.bits;
+    d.group = m.group_size;
+    d.scale_dtype = m.scale_dtype == DType::BF16 ? kBF16 : m.scale_dtype == DType::F16 ? kF16 : kF32;
+    d.rows = m.rows;
+    d.cols = m.cols;
+    d.row_bytes = int64_t(m.row_bytes());
+    auto put = [&](const void* src, size_t bytes) -> const void* {
+        owned_.emplace_back(bytes);
+        CUDA_CHECK(cudaMemcpy(owned_.back().get(), src, bytes, cudaMemcpyHostToDevice));
+        return owned_.back().get();
+    };
+    if (m.rows == 0 || m.cols == 0) return d;
+    d.data = put(m.data, m.data_bytes());
+    if (m.format == WeightFormat::Affine) {
+        d.scales = put(m.scales, m.scale_bytes());
+        d.biases = put(m.biases, m.scale_bytes());
+    }
+    return d;
+}
+
+const float* Qwen35MoeCuda::upload(const std::vector<float>& v) {
+    owned_.emplace_back(v.size() * 4);
+    CUDA_CHECK(cudaMemcpy(owned_.back().get(), v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+    return owned_.back().as<float>();
+}
+
+Qwen35MoeCuda::Qwen35MoeCuda(const ModelConfig& config, const DenseWeights& w, ExpertSource& experts,
+                             const CudaRunnerOptions& options)
+    : config_(config), device_(select_device(options.device)) {
+    const ModelConfig& c = config_;
+    if (c.linear_conv_kernel > 8) fail(ErrorKind::BadModel, "the CUDA backend supports conv kernels up to 8, model has {}", c.linear_conv_kernel);
+    if (c.head_dim > 512) fail(ErrorKind::BadModel, "the CUDA backend supports head_dim up to 512, model has {}", c.head_dim);
+    if (c.linear_key_head_dim > 256) fail(ErrorKind::BadModel, "the CUDA backend supports DeltaNet key heads up to 256, model has {}", c.linear_key_head_dim);
+    embed_ = upload(w.embed);
+    lm_head_ = upload(w.lm_head);
+    final_norm_ = upload(w.final_norm);
+    layers_.resize(w.layers.size());
+    for (size_t l = 0; l < w.layers.size(); ++l) {
+        const LayerWeights& L = w.layers[l];
+        DLayer& D = layers_[l];
+        D.kind = L.kind;
+        D.input_norm = upload(L.input_norm);
+        D.post_norm = upload(L.post_norm);
+        if (L.kind == LayerKind::Attention) {
+            D.attention = {upload(L.attention.q_proj), upload(L.attention.k_proj), upload(L.attention.v_proj),
+                           upload(L.attention.o_proj), upload(L.attention.q_norm), upload(L.attention.k_norm)};
+        } else {
+            const DeltaNetWeights& d = L.deltanet;
+            D.deltanet = {upload(d.in_proj_qkv), upload(d.in_proj_z), upload(d.in_proj_b), upload(d.in_proj_a),
+                          upload(d.out_proj), upload(d.conv1d), upload(d.A_log), upload(d.dt_bias), upload(d.norm)};
+        }
+        D.router = upload(L.moe.router);
+        D.has_shared = L.moe.has_shared;
+        if (D.has_shared) {
+            D.shared_gate_proj = upload(L.moe.shared.gate);
+            D.shared_up = upload(L.moe.shared.up);
+            D.shared_down = upload(L.moe.shared.down);
+            D.shared_gate = upload(L.moe.shared_gate);
+        }
+    }
+    experts_ = std::make_unique<ExpertCache>(c, experts, ExpertCacheOptions{options.vram_bytes, options.host_bytes},
+                                             stream_.get());
+    scratch_.resize(kScratchCount);
+    if (const char* env = std::getenv("FLASHMOE_CUDA_GRAPHS")) use_graphs_ = std::string(env) != "0";
+}
+
+Qwen35MoeCuda::~Qwen35MoeCuda() {
+    cudaStreamSynchronize(stream_.get());
+    if (graph_) cudaGraphExecDestroy(graph_);
+}
+
+void Qwen35MoeCuda::make_resident() {
+    resident_checked_ = true;
+    if (!experts_->holds_all()) return;
+    experts_->load_all();
+    const ModelConfig& c = config_;
+    std::vector<ExpertJob> table(size_t(c.num_layers * c.num_experts));
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+        for (int64_t e = 0; e < c.num_experts; ++e) {
+            ExpertMats m = experts_->resident(l, e);
+            ExpertJob& j = table[size_t(l * c.num_experts + e)];
+            j.gate = m.gate;
+            j.up = m.up;
+            j.down = m.down;
+        }
+    }
+    d_table_.reserve(table.size() * sizeof(ExpertJob));
+    CUDA_CHECK(cudaMemcpy(d_table_.get(), table.data(), table.size() * sizeof(ExpertJob), cudaMemcpyHostToDevice));
+    resident_ = true;
+}
+
+std::unique_ptr<ModelState> Qwen35MoeCuda::new_state() const {
+    return std::make_unique<CudaSequenceState>(config_, device_);
+}
+
+void Qwen35MoeCuda::grow(DeviceBuffer& b, size_t bytes) {
+    if (b.get() && b.bytes() >= bytes) return;
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));  // the old buffer may still be in use
+    b.reserve(bytes);
+    ++buffer_generation_;
+}
+
+void Qwen35MoeCuda::grow(PinnedBuffer& b, size_t bytes) {
+    if (b.get() && b.bytes() >= bytes) return;
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    b.reserve(bytes);
+    ++buffer_generation_;
+}
+
+float* Qwen35MoeCuda::scratch(size_t index, size_t floats) {
+    grow(scratch_[index], std::max<size_t>(floats, 1) * 4);
+    return scratch_[index].as<float>();
+}
+
+// ---- the forward ----
+
+void Qwen35MoeCuda::forward(ModelState& model_state, std::span<const int32_t> tokens, const ForwardOptions& options,
+                            std::vector<float>* logits) {
+    auto* st = dynamic_cast<CudaSequenceState*>(&model_state);
+    if (!st) fail(ErrorKind::Internal, "the CUDA forward was given another backend's state");
+    const ModelConfig& c = config_;
+    const int64_t n = int64_t(tokens.size());
+    if (n == 0) fail(ErrorKind::BadInput, "forward needs at least one token");
+    const int64_t k = options.k > 0 ? options.k : c.num_experts_per_tok;
+    if (k > c.num_experts) fail(ErrorKind::BadInput, "--k {} is more than the model's {} experts", k, c.num_experts);
+    for (int32_t id : tokens) {
+        if (id < 0 || id >= c.vocab_size) {
+            fail(ErrorKind::BadInput, "token id {} is outside the vocabulary [0, {})", id, c.vocab_size);
+        }
+    }
+    CUDA_CHECK(cudaSetDevice(device_));
+    cudaStream_t s = stream_.get();
+    if (!resident_checked_) make_resident();
+    st->reserve_kv(st->position() + n, s);
+
+    grow(h_position_, 8);
+    grow(d_position_, 8);
+    grow(h_tokens_, size_t(n) * 4);
+    grow(d_tokens_, size_t(n) * 4);
+    *h_position_.as<int64_t>() = st->position();
+    std::memcpy(h_tokens_.get(), tokens.data(), size_t(n) * 4);
+    CUDA_CHECK(cudaMemcpyAsync(d_position_.get(), h_position_.get(), 8, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaMemcpyAsync(d_tokens_.get(), h_tokens_.get(), size_t(n) * 4, cudaMemcpyHostToDevice, s));
+
+    const bool want_logits = logits && options.logits != LogitsFor::None;
+    const int64_t first = !want_logits ? n : options.logits == LogitsFor::All ? 0 : n - 1;
+    const int64_t rows = n - first;
+
+    // A decode step with every expert resident has no host round trip: replay it from a graph
+    // once the same configuration has run uncaptured (which sized every buffer).
+    const bool device_routing = resident_ && n == 1;
+    if (device_routing && use_graphs_) {
+        GraphKey key{st->id(), uint64_t(st->kv_capacity()), buffer_generation_, k, first};
+        if (!(graph_ && key == graph_key_) && key == warm_key_) {
+            if (graph_) {
+                CUDA_CHECK(cudaGraphExecDestroy(graph_));
+                graph_ = nullptr;
+            }
+            cudaGraph_t graph = nullptr;
+            CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+            try {
+                run_layers(*st, n, k, true, first);
+            } catch (...) {
+                cudaStreamEndCapture(s, &graph);
+                if (graph) cudaGraphDestroy(graph);
+                throw;
+            }
+            CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+            cudaError_t e = cudaGraphInstantiate(&graph_, graph, 0);
+            cudaGraphDestroy(graph);
+            CUDA_CHECK(e);
+            graph_key_ = key;
+        }
+        if (graph_ && key == graph_key_ && key.buffers == buffer_generation_) {
+            CUDA_CHECK(cudaGraphLaunch(graph_, s));
+            ++graph_launches_;
+        } else {
+            run_layers(*st, n, k, true, first);
+            warm_key_ = GraphKey{st->id(), uint64_t(st->kv_capacity()), buffer_generation_, k, first};
+        }
+    } else {
+        run_layers(*st, n, k, device_routing, first);
+    }
+    st->advance(n);
+
+    if (!want_logits) {
+        CUDA_CHECK(cudaStreamSynchronize(s));
+        return;
+    }
+    const size_t bytes = size_t(rows * c.vocab_size) * 4;
+    grow(h_logits_, bytes);
+    CUDA_CHECK(cudaMemcpyAsync(h_logits_.get(), scratch_[kLogits].get(), bytes, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    logits->resize(size_t(rows * c.vocab_size));
+    std::memcpy(logits->data(), h_logits_.get(), bytes);
+}
+
+// Everything from the embeddings to the logits rows [logits_from, n) (none when logits_from == n),
+// enqueued on the stream; no host synchronisation unless experts must be fetched.
+void Qwen35MoeCuda::run_layers(CudaSequenceState& st, int64_t n, int64_t k, bool device_routing, int64_t logits_from) {
+    const ModelConfig& c = config_;
+    cudaStream_t s = stream_.get();
+    const int64_t H = c.hidden_size;
+    float* x = scratch(kX, size_t(n * H));
+    float* xn = scratch(kXn, size_t(n * H));
+    float* mix = scratch(kMix, size_t(n * H));
+    embed_rows(embed_, d_tokens_.as<int32_t>(), n, x, s);
+    const float eps = float(c.rms_norm_eps);
+    // The residual add of each block is fused with the norm that follows it.
+    rmsnorm(x, layers_[0].input_norm, n, H, eps, xn, s);
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+        const DLayer& L = layers_[size_t(l)];
+        if (L.kind == LayerKind::Attention) attention(l, st, n);
+        else deltanet(l, st, n);
+        add_rmsnorm(x, mix, L.post_norm, n, H, eps, xn, s);
+        moe(l, k, n, device_routing);
+        if (l + 1 < c.num_layers) add_rmsnorm(x, mix, layers_[size_t(l + 1)].input_norm, n, H, eps, xn, s);
+        else add_inplace(x, mix, n * H, s);
+    }
+    const int64_t rows = n - logits_from;
+    if (rows <= 0) return;
+    rmsnorm(x + logits_from * H, final_norm_, rows, H, eps, xn, s);
+    matmul(lm_head_, xn, rows, scratch(kLogits, size_t(rows * c.vocab_size)), s);
+}
+
+void Qwen35MoeCuda::attention(int64_t layer, CudaSequenceState& st, int64_t n) {
+    const ModelConfig& c = config_;
+    const DAttention& w = layers_[size_t(layer)].attention;
+    cudaStream_t s = stream_.get();
+    const int64_t nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
+    const int64_t qdim = nh * hd * 2, kvdim = nkv * hd;
+    const float* xn = scratch_[kXn].as<float>();
+    float* q = scratch(kQ, size_t(n * qdim));
+    float* k = scratch(kK, size_t(n * kvdim));
+    float* v = scratch(kV, size_t(n * kvdim));
+    matmul(w.q_proj, xn, n, q, s);
+    matmul(w.k_proj, xn, n, k, s);
+    matmul(w.v_proj, xn, n, v, s);
+    AttentionShape shape{n, st.position(), nh, nkv, hd, c.rotary_dim, float(c.rope_theta), float(c.rms_norm_eps),
+                         d_position_.as<int64_t>()};
+    attention_prepare(shape, q, k, w.q_norm, w.k_norm, s);
+    auto& L = st.layers[size_t(layer)];
+    kv_append(shape, k, v, L.keys.as<float>(), L.values.as<float>(), s);
+    float* att = scratch(kAtt, size_t(n * nh * hd));
+    cuda::attention(shape, q, L.keys.as<float>(), L.values.as<float>(), att, s);
+    matmul(w.o_proj, att, n, scratch_[kMix].as<float>(), s);
+}
+
+void Qwen35MoeCuda::deltanet(int64_t layer, CudaSequenceState& st, int64_t n) {
+    const ModelConfig& c = config_;
+    const DDeltaNet& w = layers_[size_t(layer)].deltanet;
+    cudaStream_t s = stream_.get();
+    const int64_t C = c.linear_conv_dim(), Hv = c.linear_num_value_heads, vd = c.linear_value_dim();
+    const float* xn = scratch_[kXn].as<float>();
+    float* qkv = scratch(kQkv, size_t(n * C));
+    float* z = scratch(kZ, size_t(n * vd));
+    float* b = scratch(kB, size_t(n * Hv));
+    float* a = scratch(kA, size_t(n * Hv));
+    matmul(w.in_proj_qkv, xn, n, qkv, s);
+    matmul(w.in_proj_z, xn, n, z, s);
+    matmul(w.in_proj_b, xn, n, b, s);
+    matmul(w.in_proj_a, xn, n, a, s);
+    auto& L = st.layers[size_t(layer)];
+    float* conv = scratch(kConv, size_t(n * C));
+    conv1d_silu(qkv, L.conv.as<float>(), w.conv1d, n, C, c.linear_conv_kernel, conv, s);
+    float* o = scratch(kO, size_t(n * vd));
+    DeltaNetArgs args;
+    args.qkv = conv;
+    args.b = b;
+    args.a = a;
+    args.A_log = w.A_log;
+    args.dt_bias = w.dt_bias;
+    args.state = L.recurrent.as<float>();
+    args.out = o;
+    args.n = n;
+    args.conv_dim = C;
+    args.value_heads = Hv;
+    args.key_heads = c.linear_num_key_heads;
+    args.key_dim = c.linear_key_head_dim;
+    args.value_dim = c.linear_value_head_dim;
+    deltanet_recurrence(args, s);
+    gated_rmsnorm(o, z, w.norm, n * Hv, c.linear_value_head_dim, float(c.rms_norm_eps), s);
+    matmul(w.out_proj, o, n, scratch_[kMix].as<float>(), s);
+}
+
+void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing) {
+    const ModelConfig& c = config_;
+    const DLayer& L = layers_[size_t(layer)];
+    cudaStream_t s = stream_.get();
+    const int64_t H = c.hidden_size, E = c.num_experts, I = c.moe_intermediate_size;
+    const float* xn = scratch_[kXn].as<float>();
+    float* out = scratch_[kMix].as<float>();
+
+    float* probs = scratch(kProbs, size_t(n * E));
+    matmul(L.router, xn, n, probs, s);
+    const size_t slots = size_t(n * k);
+    grow(d_ids_, slots * 4);
+    grow(d_weights_, slots * 4);
+    router_top_k(probs, n, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s);
+    if (device_routing) {
+        float* routed = scratch(kRouted, slots * size_t(H));
+        float* act = scratch(kAct, slots * size_t(I));
+        const ExpertJob* table = d_table_.as<ExpertJob>() + layer * E;
+        moe_gate_up_routed(table, d_ids_.as<int32_t>(), int64_t(slots), k, H, I, xn, act, s);
+        moe_down_routed(table, d_ids_.as<int32_t>(), int64_t(slots), H, I, act, d_weights_.as<float>(), routed, s);
+        moe_combine(routed, n, k, H, out, s);
+    } else {
+        routed_from_cache(layer, k, n);
+    }
+    if (L.has_shared) shared_expert(layer, n);
+}
+
+void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
+    const ModelConfig& c = config_;
+    cudaStream_t s = stream_.get();
+    const int64_t H = c.hidden_size, I = c.moe_intermediate_size;
+    const float* xn = scratch_[kXn].as<float>();
+    float* out = scratch_[kMix].as<float>();
+    const size_t slots = size_t(n * k);
+    grow(h_ids_, slots * 4);
+    CUDA_CHECK(cudaMemcpyAsync(h_ids_.get(), d_ids_.get(), slots * 4, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));  // also: the staging buffers below are free again
+
+    // Slots grouped by expert, experts in ascending order (as the CPU forward).
+    std::map<int32_t, std::vector<int32_t>> by_expert;
+    const int32_t* chosen = h_ids_.as<int32_t>();
+    for (size_t i = 0; i < slots; ++i) by_expert[chosen[i]].push_back(int32_t(i));
+    std::vector<int32_t> ids;
+    std::vector<const std::vector<int32_t>*> lists;
+    for (auto& [e, list] : by_expert) {
+        ids.push_back(e);
+        lists.push_back(&list);
+    }
+
+    float* routed = scratch(kRouted, slots * size_t(H));
+    float* act = scratch(kAct, slots * size_t(I));
+    grow(h_jobs_, ids.size() * sizeof(ExpertJob));
+    grow(h_slots_, slots * 4);
+    grow(d_jobs_, ids.size() * sizeof(ExpertJob));
+    grow(d_slots_, slots * 4);
+    size_t jobs_used = 0, slots_used = 0;  // staging is carved wave by wave, never reused in a layer
+    experts_->run(layer, ids, [&](std::span<const size_t> which, std::span<const ExpertMats> mats) {
+        ExpertJob* jobs = h_jobs_.as<ExpertJob>() + jobs_used;
+        int32_t* slot_list = h_slots_.as<int32_t>() + slots_used;
+        int64_t max_count = 0;
+        int32_t filled = 0;
+        for (size_t j = 0; j < which.size(); ++j) {
+            const auto& list = *lists[which[j]];
+            ExpertJob job;
+            job.gate = mats[j].gate;
+            job.up = mats[j].up;
+            job.down = mats[j].down;
+            job.slot_begin = filled;
+            job.count = int32_t(list.size());
+            std::memcpy(slot_list + filled, list.data(), list.size() * 4);
+            filled += job.count;
+            max_count = std::max<int64_t>(max_count, job.count);
+            std::memcpy(jobs + j, &job, sizeof job);
+        }
+        ExpertJob* djobs = d_jobs_.as<ExpertJob>() + jobs_used;
+        int32_t* dslots = d_slots_.as<int32_t>() + slots_used;
+        CUDA_CHECK(cudaMemcpyAsync(djobs, jobs, which.size() * sizeof(ExpertJob), cudaMemcpyHostToDevice, s));
+        CUDA_CHECK(cudaMemcpyAsync(dslots, slot_list, size_t(filled) * 4, cudaMemcpyHostToDevice, s));
+        jobs_used += which.size();
+        slots_used += size_t(filled);
+        MoeBatch batch{djobs, int64_t(which.size()), max_count, dslots, k, H, I};
+        moe_gate_up(batch, xn, act, s);
+        moe_down(batch, act, d_weights_.as<float>(), routed, s);
+    });
+    moe_combine(routed, n, k, H, out, s);
+}
+
+void Qwen35MoeCuda::shared_expert(int64_t layer, int64_t n) {
+    const ModelConfig& c = config_;
+    const DLayer& L = layers_[size_t(layer)];
+    cudaStream_t s = stream_.get();
+    const int64_t H = c.hidden_size;
+    const float* xn = scratch_[kXn].as<float>();
+    float* out = scratch_[kMix].as<float>();
+    const int64_t S = c.shared_expert_intermediate_size;
+    float* g = scratch(kSharedGate, size_t(n * S));
+    float* u = scratch(kSharedUp, size_t(n * S));
+    float* y = scratch(kSharedY, size_t(n * H));
+    float* sg = scratch(kSharedG, size_t(n));
+    matmul(L.shared_gate_proj, xn, n, g, s);
+    matmul(L.shared_up, xn, n, u, s);
+    swiglu(g, u, n * S, s);
+    matmul(L.shared_down, g, n, y, s);
+    matmul(L.shared_gate, xn, n, sg, s);
+    add_sigmoid_scaled(out, y, sg, n, H, s);
+}
+
+}  // namespace flashmoe::cuda

@@ -1,0 +1,392 @@
+// Every CUDA kernel against the scalar CPU reference (kernels/cpu scalar matmul, ops/cpu_ops, and the
+// loops of the CPU forward restated here) on fresh random data at odd sizes, with NaN-poisoned
+// outputs. Skips without a CUDA device.
+#include "cuda_test_util.h"
+#include "kernels/cuda/ops.h"
+#include "ops/cpu_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+using namespace flashmoe;
+using namespace flashmoe::test;
+
+namespace {
+
+// fp32 tolerance for a dot product of length `len`: both sides round along chains of at most len
+// additions; values are compared against the magnitude sum_c |w_c x_c| (+ affine's |bias| terms).
+double dot_bound(int64_t len, double magnitude) { return std::ldexp(1.0, -24) * double(len + 64) * 2.0 * magnitude + 1e-6; }
+
+void check_matmul(const MatrixSpec& spec, int64_t n, std::mt19937_64& rng) {
+    SCOPED_TRACE(spec.name() + " n " + std::to_string(n));
+    RandomMatrix w(spec, rng);
+    Activations x(n, spec.cols, rng);
+    std::vector<float> ref(static_cast<size_t>(n * spec.rows));
+    matmul_rows(Isa::Scalar, w.view, x.x, n, ref.data(), 0, spec.rows);
+    DeviceData d;
+    cuda::DMat dw = d.put(w.view);
+    float* dx = static_cast<float*>(d.put_bytes(x.x, size_t(n * spec.cols) * 4));
+    float* dy = d.floats(size_t(n * spec.rows));
+    cuda::matmul(dw, dx, n, dy, nullptr);
+    auto got = to_host(dy, ref.size());
+    std::vector<float> wrow(static_cast<size_t>(spec.cols));
+    for (int64_t r = 0; r < spec.rows; ++r) {
+        dequantize_row(w.view, r, wrow.data());
+        auto m = w.weight_magnitudes(r, wrow);
+        for (int64_t t = 0; t < n; ++t) {
+            double mag = 0;
+            for (int64_t c = 0; c < spec.cols; ++c) mag += double(m[size_t(c)]) * std::fabs(x.x[t * spec.cols + c]);
+            const float g = got[size_t(t * spec.rows + r)], e = ref[size_t(t * spec.rows + r)];
+            ASSERT_TRUE(std::isfinite(g)) << "row " << r << " token " << t << " not written";
+            ASSERT_LE(std::fabs(double(g) - double(e)), dot_bound(spec.cols, mag)) << "row " << r << " token " << t;
+        }
+    }
+}
+
+TEST(CudaKernels, MatmulEveryFormatMatchesScalarReference) {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    SCOPED_TRACE("FLASHMOE_TEST_SEED=" + std::to_string(test_seed()));
+    const int64_t ns[] = {1, 3, 9, 17};
+    for (auto fmt : {WeightFormat::F32, WeightFormat::F16, WeightFormat::BF16}) {
+        for (int64_t cols : {72, 13, 256, 2048}) {
+            for (int64_t n : ns) check_matmul(MatrixSpec{fmt, 37, cols, 0, 0, DType::BF16, 0}, n, rng);
+        }
+    }
+    for (int bits : {2, 3, 4, 5, 6, 8}) {
+        for (int group : {32, 64, 128}) {
+            for (DType sd : {DType::BF16, DType::F16, DType::F32}) {
+                for (int64_t cols : {int64_t(group), int64_t(group * 3), int64_t(2048)}) {
+                    for (int64_t n : {int64_t(1), int64_t(10)}) {
+                        check_matmul(MatrixSpec{WeightFormat::Affine, 29, cols, bits, group, sd, 0}, n, rng);
+                    }
+                }
+            }
+        }
+    }
+    // The 35B shapes: 4-bit group 64, many rows.
+    check_matmul(MatrixSpec{WeightFormat::Affine, 1031, 2048, 4, 64, DType::BF16, 0}, 1, rng);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 515, 512, 4, 64, DType::BF16, 0}, 33, rng);
+}
+
+TEST(CudaKernels, EmbedRowsMatchDequantizeRow) {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    for (auto spec : {MatrixSpec{WeightFormat::BF16, 50, 72, 0, 0, DType::BF16, 0},
+                      MatrixSpec{WeightFormat::Affine, 50, 192, 4, 64, DType::BF16, 0},
+                      MatrixSpec{WeightFormat::Affine, 50, 96, 6, 32, DType::F16, 0}}) {
+        SCOPED_TRACE(spec.name());
+        RandomMatrix w(spec, rng);
+        std::vector<int32_t> ids = {0, 49, 7, 7, 23};
+        DeviceData d;
+        auto dw = d.put(w.view);
+        float* out = d.floats(ids.size() * size_t(spec.cols));
+        cuda::embed_rows(dw, d.put(ids), int64_t(ids.size()), out, nullptr);
+        auto got = to_host(out, ids.size() * size_t(spec.cols));
+        std::vector<float> row(static_cast<size_t>(spec.cols));
+        for (size_t t = 0; t < ids.size(); ++t) {
+            dequantize_row(w.view, ids[t], row.data());
+            for (int64_t c = 0; c < spec.cols; ++c) {
+                ASSERT_NEAR(got[t * size_t(spec.cols) + size_t(c)], row[size_t(c)], 1e-6f * (1 + std::fabs(row[size_t(c)])));
+            }
+        }
+    }
+}
+
+TEST(CudaKernels, RmsnormAndElementwiseMatchReference) {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    for (int64_t dim : {int64_t(10), int64_t(72), int64_t(2048)}) {
+        const int64_t rows = 5;
+        auto x = random_floats(size_t(rows * dim), rng), w = random_floats(size_t(dim), rng);
+        auto z = random_floats(size_t(rows * dim), rng);
+        DeviceData d;
+        float* out = d.floats(x.size());
+        cuda::rmsnorm(d.put(x), d.put(w), rows, dim, 1e-6f, out, nullptr);
+        auto got = to_host(out, x.size());
+        float* o = d.put(x);
+        cuda::gated_rmsnorm(o, d.put(z), d.put(w), rows, dim, 1e-6f, nullptr);
+        auto gated = to_host(o, x.size());
+        for (int64_t r = 0; r < rows; ++r) {
+            std::vector<float> ref(static_cast<size_t>(dim));
+            cpu::rmsnorm(&x[size_t(r * dim)], w.data(), dim, 1e-6, ref.data());
+            for (int64_t i = 0; i < dim; ++i) {
+                const size_t at = size_t(r * dim + i);
+                ASSERT_NEAR(got[at], ref[size_t(i)], 1e-5f * (1 + std::fabs(ref[size_t(i)])));
+                const float g = ref[size_t(i)] * cpu::silu(z[at]);
+                ASSERT_NEAR(gated[at], g, 1e-5f * (1 + std::fabs(g)));
+            }
+        }
+    }
+    // swiglu, add, add_sigmoid_scaled, moe_combine
+    const int64_t n = 3, H = 37, k = 3;
+    auto a = random_floats(size_t(n * H), rng), b = random_floats(size_t(n * H), rng), g = random_floats(size_t(n), rng);
+    auto routed = random_floats(size_t(n * k * H), rng);
+    DeviceData d;
+    float *da = d.put(a), *db = d.put(b), *dg = d.put(g), *dr = d.put(routed), *dc = d.floats(size_t(n * H));
+    cuda::moe_combine(dr, n, k, H, dc, nullptr);
+    cuda::add_sigmoid_scaled(dc, db, dg, n, H, nullptr);
+    cuda::swiglu(da, db, n * H, nullptr);
+    cuda::add_inplace(da, dc, n * H, nullptr);
+    auto got = to_host(da, size_t(n * H));
+    for (int64_t t = 0; t < n; ++t) {
+        for (int64_t i = 0; i < H; ++i) {
+            float c = 0;
+            for (int64_t j = 0; j < k; ++j) c += routed[size_t((t * k + j) * H + i)];
+            c += cpu::sigmoid(g[size_t(t)]) * b[size_t(t * H + i)];
+            const float want = cpu::silu(a[size_t(t * H + i)]) * b[size_t(t * H + i)] + c;
+            ASSERT_NEAR(got[size_t(t * H + i)], want, 1e-5f * (1 + std::fabs(want)));
+        }
+    }
+}
+
+TEST(CudaKernels, RouterTopKMatchesReference) {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    for (auto [E, k] : {std::pair<int64_t, int64_t>{8, 2}, {256, 8}, {320, 8}, {512, 10}, {12, 12}}) {
+        const int64_t n = 7;
+        auto logits = random_floats(size_t(n * E), rng, 2.0f);
+        DeviceData d;
+        int32_t* ids = static_cast<int32_t*>(d.put_bytes(std::vector<int32_t>(size_t(n * k), -1).data(), size_t(n * k) * 4));
+        float* wts = d.floats(size_t(n * k));
+        cuda::router_top_k(d.put(logits), n, E, k, ids, wts, nullptr);
+        auto gid = to_host(ids, size_t(n * k));
+        auto gw = to_host(wts, size_t(n * k));
+        for (int64_t t = 0; t < n; ++t) {
+            std::vector<float> p(logits.begin() + t * E, logits.begin() + (t + 1) * E);
+            cpu::softmax(p.data(), E);
+            std::vector<int32_t> want(static_cast<size_t>(k));
+            cpu::top_k(p, k, want.data());
+            float sum = 0;
+            for (int64_t j = 0; j < k; ++j) sum += p[size_t(want[size_t(j)])];
+            for (int64_t j = 0; j < k; ++j) {
+                ASSERT_EQ(gid[size_t(t * k + j)], want[size_t(j)]) << "token " << t << " choice " << j;
+                ASSERT_NEAR(gw[size_t(t * k + j)], p[size_t(want[size_t(j)])] / sum, 1e-5f);
+            }
+        }
+    }
+}
+
+// The CPU forward's attention for the new tokens (norm, rope, causal softmax, sigmoid gate).
+TEST(CudaKernels, AttentionMatchesReference) {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    struct Case { int64_t heads, kv_heads, head_dim, rotary, position, n; };
+    for (Case cs : {Case{4, 2, 32, 8, 0, 5}, Case{3, 1, 24, 6, 7, 1}, Case{16, 2, 256, 64, 300, 3}, Case{2, 1, 24, 6, 0, 200}}) {
+        const int64_t qdim = cs.heads * cs.head_dim * 2, kvdim = cs.kv_heads * cs.head_dim;
+        const int64_t total = cs.position + cs.n;
+        auto q = random_floats(size_t(cs.n * qdim), rng), k = random_floats(size_t(cs.n * kvdim), rng);
+        auto qn = random_floats(size_t(cs.head_dim), rng, 0.3f), kn = random_floats(size_t(cs.head_dim), rng, 0.3f);
+        for (auto& e : qn) e += 1;
+        for (auto& e : kn) e += 1;
+        auto keys = random_floats(size_t(total * kvdim), rng), values = random_floats(size_t(total * kvdim), rng);
+        cuda::AttentionShape s{cs.n, cs.position, cs.heads, cs.kv_heads, cs.head_dim, cs.rotary, 1e7f, 1e-6f};
+        DeviceData d;
+        float *dq = d.put(q), *dk = d.put(k);
+        cuda::attention_prepare(s, dq, dk, d.put(qn), d.put(kn), nullptr);
+        auto gq = to_host(dq, q.size());
+        auto gk = to_host(dk, k.size());
+        // reference prepare
+        for (int64_t t = 0; t < cs.n; ++t) {
+            for (int64_t h = 0; h < cs.heads; ++h) {
+                float* qh = &q[size_t(t * qdim + h * 2 * cs.head_dim)];
+                cpu::rmsnorm(qh, qn.data(), cs.head_dim, 1e-6, qh);
+                cpu::rope(qh, cs.rotary, cs.position + t, 1e7);
+            }
+            for (int64_t h = 0; h < cs.kv_heads; ++h) {
+                float* kh = &k[size_t(t * kvdim + h * cs.head_dim)];
+                cpu::rmsnorm(kh, kn.data(), cs.head_dim, 1e-6, kh);
+                cpu::rope(kh, cs.rotary, cs.position + t, 1e7);
+            }
+        }
+        for (size_t i = 0; i < q.size(); ++i) ASSERT_NEAR(gq[i], q[i], 2e-5f * (1 + std::fabs(q[i]))) << "q " << i;
+        for (size_t i = 0; i < k.size(); ++i) ASSERT_NEAR(gk[i], k[i], 2e-5f * (1 + std::fabs(k[i]))) << "k " << i;
+        // attention over the cache with the new keys appended (use the reference's rows for both)
+        std::copy(k.begin(), k.end(), keys.begin() + cs.position * kvdim);
+        float* out = d.floats(size_t(cs.n * cs.heads * cs.head_dim));
+        cuda::attention(s, d.put(q), d.put(keys), d.put(values), out, nullptr);
+        auto got = to_host(out, size_t(cs.n * cs.heads * cs.head_dim));
+        const int64_t group = cs.heads / cs.kv_heads;
+        const float scale = 1.0f / std::sqrt(float(cs.head_dim));
+        for (int64_t t = 0; t < cs.n; ++t) {
+            for (int64_t h = 0; h < cs.heads; ++h) {
+                const int64_t len = cs.position + t + 1, kvh = h / group;
+                const float* qh = &q[size_t(t * qdim + h * 2 * cs.head_dim)];
+                std::vector<float> sc(static_cast<size_t>(len));
+                for (int64_t p = 0; p < len; ++p) {
+                    float a = 0;
+                    for (int64_t i = 0; i < cs.head_dim; ++i) a += qh[i] * keys[size_t((p * cs.kv_heads + kvh) * cs.head_dim + i)];
+                    sc[size_t(p)] = a * scale;
+                }
+                cpu::softmax(sc.data(), len);
+                for (int64_t i = 0; i < cs.head_dim; ++i) {
+                    float o = 0;
+                    for (int64_t p = 0; p < len; ++p) o += sc[size_t(p)] * values[size_t((p * cs.kv_heads + kvh) * cs.head_dim + i)];
+                    o *= cpu::sigmoid(qh[cs.head_dim + i]);
+                    ASSERT_NEAR(got[size_t((t * cs.heads + h) * cs.head_dim + i)], o, 2e-5f * (1 + std::fabs(o)))
+                        << "token " << t << " head " << h << " dim " << i;
+                }
+            }
+        }
+    }
+}
+
+// The CPU forward's convolution and gated delta rule, restated.
+TEST(CudaKernels, ConvAndDeltaNetMatchReference) {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    struct Case { int64_t Hv, Hk, Dk, Dv, K, n; };
+    for (Case cs : {Case{4, 2, 16, 16, 4, 5}, Case{6, 2, 12, 10, 4, 1}, Case{32, 16, 128, 128, 4, 3}, Case{4, 2, 16, 40, 3, 70}}) {
+        const int64_t kd = cs.Hk * cs.Dk, vd = cs.Hv * cs.Dv, C = 2 * kd + vd;
+        auto x = random_floats(size_t(cs.n * C), rng), taps = random_floats(size_t(C * cs.K), rng, 0.5f);
+        auto state = random_floats(size_t((cs.K - 1) * C), rng);
+        auto b = random_floats(size_t(cs.n * cs.Hv), rng), a = random_floats(size_t(cs.n * cs.Hv), rng);
+        auto A_log = random_floats(size_t(cs.Hv), rng, 0.5f), dt = random_floats(size_t(cs.Hv), rng, 0.5f);
+        auto S = random_floats(size_t(cs.Hv * cs.Dk * cs.Dv), rng, 0.1f);
+        DeviceData d;
+        float *dstate = d.put(state), *conv = d.floats(x.size());
+        cuda::conv1d_silu(d.put(x), dstate, d.put(taps), cs.n, C, cs.K, conv, nullptr);
+        auto gconv = to_host(conv, x.size());
+        auto gstate = to_host(dstate, state.size());
+        // reference conv
+        std::vector<float> window(size_t((cs.K - 1 + cs.n) * C));
+        std::copy(state.begin(), state.end(), window.begin());
+        std::copy(x.begin(), x.end(), window.begin() + (cs.K - 1) * C);
+        std::vector<float> rconv(x.size());
+        for (int64_t ch = 0; ch < C; ++ch)
+            for (int64_t t = 0; t < cs.n; ++t) {
+                float s = 0;
+                for (int64_t j = 0; j < cs.K; ++j) s += taps[size_t(ch * cs.K + j)] * window[size_t((t + j) * C + ch)];
+                rconv[size_t(t * C + ch)] = cpu::silu(s);
+            }
+        for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(gconv[i], rconv[i], 1e-5f * (1 + std::fabs(rconv[i]))) << "conv " << i;
+        for (size_t i = 0; i < state.size(); ++i) ASSERT_EQ(gstate[i], window[window.size() - state.size() + i]) << "state " << i;
+
+        float* dS = d.put(S);
+        float* out = d.floats(size_t(cs.n * vd));
+        cuda::DeltaNetArgs args;
+        args.qkv = d.put(rconv);
+        args.b = d.put(b);
+        args.a = d.put(a);
+        args.A_log = d.put(A_log);
+        args.dt_bias = d.put(dt);
+        args.state = dS;
+        args.out = out;
+        args.n = cs.n;
+        args.conv_dim = C;
+        args.value_heads = cs.Hv;
+        args.key_heads = cs.Hk;
+        args.key_dim = cs.Dk;
+        args.value_dim = cs.Dv;
+        cuda::deltanet_recurrence(args, nullptr);
+        auto gout = to_host(out, size_t(cs.n * vd));
+        auto gS = to_host(dS, S.size());
+        // reference recurrence (qwen35moe.cpp)
+        std::vector<float> o(static_cast<size_t>(cs.n * vd));
+        const int64_t ratio = cs.Hv / cs.Hk;
+        const float q_scale = 1.0f / std::sqrt(float(cs.Dk));
+        for (int64_t h = 0; h < cs.Hv; ++h) {
+            float* Sh = &S[size_t(h * cs.Dk * cs.Dv)];
+            const int64_t kh = h / ratio;
+            const float A = std::exp(A_log[size_t(h)]);
+            for (int64_t t = 0; t < cs.n; ++t) {
+                const float* row = &rconv[size_t(t * C)];
+                std::vector<float> q(row + kh * cs.Dk, row + (kh + 1) * cs.Dk), k(row + kd + kh * cs.Dk, row + kd + (kh + 1) * cs.Dk);
+                const float* v = row + 2 * kd + h * cs.Dv;
+                cpu::l2norm(q.data(), cs.Dk, 1e-6f);
+                cpu::l2norm(k.data(), cs.Dk, 1e-6f);
+                for (auto& e : q) e *= q_scale;
+                const float beta = cpu::sigmoid(b[size_t(t * cs.Hv + h)]);
+                const float decay = std::exp(-A * cpu::softplus(a[size_t(t * cs.Hv + h)] + dt[size_t(h)]));
+                std::vector<float> mem(size_t(cs.Dv), 0.0f);
+                for (int64_t i = 0; i < cs.Dk; ++i)
+                    for (int64_t j = 0; j < cs.Dv; ++j) {
+                        Sh[i * cs.Dv + j] *= decay;
+                        mem[size_t(j)] += Sh[i * cs.Dv + j] * k[size_t(i)];
+                    }
+                for (int64_t j = 0; j < cs.Dv; ++j) mem[size_t(j)] = (v[j] - mem[size_t(j)]) * beta;
+                float* oh = &o[size_t(t * vd + h * cs.Dv)];
+                for (int64_t i = 0; i < cs.Dk; ++i)
+                    for (int64_t j = 0; j < cs.Dv; ++j) {
+                        Sh[i * cs.Dv + j] += k[size_t(i)] * mem[size_t(j)];
+                        oh[j] += Sh[i * cs.Dv + j] * q[size_t(i)];
+                    }
+            }
+        }
+        for (size_t i = 0; i < o.size(); ++i) ASSERT_NEAR(gout[i], o[i], 1e-4f * (1 + std::fabs(o[i]))) << "out " << i;
+        for (size_t i = 0; i < S.size(); ++i) ASSERT_NEAR(gS[i], S[i], 1e-4f * (1 + std::fabs(S[i]))) << "state " << i;
+    }
+}
+
+// Routed experts in one batch: gate/up with SiLU, then down scaled by the routing weight.
+TEST(CudaKernels, MoeBatchMatchesReference) {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    for (auto [H, I, n, k, E] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{64, 16, 1, 2, 4},
+                                 {2048, 512, 1, 8, 12}, {72, 20, 19, 3, 5}, {256, 64, 40, 4, 6}}) {
+        SCOPED_TRACE("H " + std::to_string(H) + " n " + std::to_string(n));
+        std::vector<std::unique_ptr<RandomMatrix>> g, u, dn;
+        DeviceData d;
+        std::vector<cuda::ExpertJob> jobs;
+        for (int64_t e = 0; e < E; ++e) {
+            const bool q4 = e % 2 == 0;
+            auto spec = [&](int64_t r, int64_t c) {
+                return q4 && c % 64 == 0 ? MatrixSpec{WeightFormat::Affine, r, c, 4, 64, DType::BF16, 0}
+                                         : MatrixSpec{WeightFormat::BF16, r, c, 0, 0, DType::BF16, 0};
+            };
+            g.push_back(std::make_unique<RandomMatrix>(spec(I, H), rng));
+            u.push_back(std::make_unique<RandomMatrix>(spec(I, H), rng));
+            dn.push_back(std::make_unique<RandomMatrix>(spec(H, I), rng));
+        }
+        // routing: slot s = t*k + j -> expert (distinct per token)
+        std::vector<int32_t> chosen(static_cast<size_t>(n * k));
+        for (int64_t t = 0; t < n; ++t) {
+            std::vector<int32_t> perm(static_cast<size_t>(E));
+            for (int64_t e = 0; e < E; ++e) perm[size_t(e)] = int32_t(e);
+            std::shuffle(perm.begin(), perm.end(), rng);
+            for (int64_t j = 0; j < k; ++j) chosen[size_t(t * k + j)] = perm[size_t(j)];
+        }
+        std::map<int32_t, std::vector<int32_t>> by;
+        for (size_t s = 0; s < chosen.size(); ++s) by[chosen[s]].push_back(int32_t(s));
+        std::vector<int32_t> slot_list;
+        int64_t max_count = 0;
+        for (auto& [e, list] : by) {
+            cuda::ExpertJob job;
+            job.gate = d.put(g[size_t(e)]->view);
+            job.up = d.put(u[size_t(e)]->view);
+            job.down = d.put(dn[size_t(e)]->view);
+            job.slot_begin = int32_t(slot_list.size());
+            job.count = int32_t(list.size());
+            max_count = std::max<int64_t>(max_count, job.count);
+            slot_list.insert(slot_list.end(), list.begin(), list.end());
+            jobs.push_back(job);
+        }
+        auto x = random_floats(size_t(n * H), rng);
+        auto wts = random_floats(size_t(n * k), rng);
+        cuda::MoeBatch batch{static_cast<cuda::ExpertJob*>(d.put_bytes(jobs.data(), jobs.size() * sizeof(cuda::ExpertJob))),
+                             int64_t(jobs.size()), max_count, d.put(slot_list), k, H, I};
+        float* act = d.floats(size_t(n * k * I));
+        float* routed = d.floats(size_t(n * k * H));
+        cuda::moe_gate_up(batch, d.put(x), act, nullptr);
+        cuda::moe_down(batch, act, d.put(wts), routed, nullptr);
+        auto got = to_host(routed, size_t(n * k * H));
+        for (size_t s = 0; s < chosen.size(); ++s) {
+            const int64_t e = chosen[s], t = int64_t(s) / k;
+            std::vector<float> gg(static_cast<size_t>(I)), uu(static_cast<size_t>(I)), y(static_cast<size_t>(H));
+            matmul_rows(Isa::Scalar, g[size_t(e)]->view, &x[size_t(t * H)], 1, gg.data(), 0, I);
+            matmul_rows(Isa::Scalar, u[size_t(e)]->view, &x[size_t(t * H)], 1, uu.data(), 0, I);
+            for (int64_t i = 0; i < I; ++i) gg[size_t(i)] = cpu::silu(gg[size_t(i)]) * uu[size_t(i)];
+            matmul_rows(Isa::Scalar, dn[size_t(e)]->view, gg.data(), 1, y.data(), 0, H);
+            double mag = 0;
+            for (float v : y) mag = std::max(mag, double(std::fabs(v)));
+            for (int64_t r = 0; r < H; ++r) {
+                const float want = y[size_t(r)] * wts[s];
+                ASSERT_NEAR(got[s * size_t(H) + size_t(r)], want, 1e-4 * (mag + 1) * std::fabs(wts[s]) + 1e-6)
+                    << "slot " << s << " row " << r;
+            }
+        }
+    }
+}
+
+}  // namespace
