@@ -20,6 +20,12 @@ public:
     // expert ids[i] of `layer`; the views are valid only during the call. Returns after all calls.
     virtual void with_experts(int64_t layer, std::span<const int32_t> ids,
                               const std::function<void(size_t, const ExpertWeights&)>& use) = 0;
+
+    // A hint that `ids` of `layer` will be asked for soon: a source that reads from disk may start
+    // reading them now. Returns at once; never throws for I/O (a failed read is retried on demand).
+    virtual void prefetch(int64_t /*layer*/, std::span<const int32_t> /*ids*/) {}
+    // Whether prefetch() does anything (so callers can skip computing hints).
+    virtual bool wants_prefetch() const { return false; }
 };
 
 // Experts that are views into memory the caller keeps alive (e.g. a mapped checkpoint).

@@ -50,6 +50,7 @@ void Qwen35Moe::forward(ModelState& model_state, std::span<const int32_t> tokens
 
     for (int64_t l = 0; l < c.num_layers; ++l) {
         const LayerWeights& L = weights_.layers[size_t(l)];
+        if (n == 1 && experts_.wants_prefetch()) prefetch_experts(l, k, x.data());
         for (int64_t t = 0; t < n; ++t) cpu::rmsnorm(&x[size_t(t * H)], L.input_norm.data(), H, c.rms_norm_eps, &xn[size_t(t * H)]);
         if (L.kind == LayerKind::Attention) attention(l, state.layers[size_t(l)], state.position(), n, xn.data(), mix.data());
         else deltanet(l, state.layers[size_t(l)], n, xn.data(), mix.data());
@@ -69,6 +70,20 @@ void Qwen35Moe::forward(ModelState& model_state, std::span<const int32_t> tokens
     }
     logits->resize(size_t(rows * c.vocab_size));
     matmul(weights_.lm_head, xn.data(), rows, logits->data(), pool_);
+}
+
+void Qwen35Moe::prefetch_experts(int64_t layer, int64_t k, const float* x) {
+    // The residual stream changes little across one mixer, so this layer's router applied to the
+    // layer's input already names most of the experts it will pick; reading them now overlaps the
+    // disk with the attention / DeltaNet compute. A wrong guess costs one read, never correctness.
+    const ModelConfig& c = config_;
+    const MoeWeights& w = weights_.layers[size_t(layer)].moe;
+    std::vector<float> xn(static_cast<size_t>(c.hidden_size)), probs(static_cast<size_t>(c.num_experts));
+    cpu::rmsnorm(x, weights_.layers[size_t(layer)].post_norm.data(), c.hidden_size, c.rms_norm_eps, xn.data());
+    matmul(w.router, xn.data(), 1, probs.data(), pool_);
+    std::vector<int32_t> guess(static_cast<size_t>(k));
+    cpu::top_k(probs, k, guess.data());
+    experts_.prefetch(layer, guess);
 }
 
 void Qwen35Moe::attention(int64_t layer, LayerState& st, int64_t position, int64_t n, const float* x, float* out) {

@@ -37,6 +37,7 @@ private:
     void attention(int64_t layer, LayerState& st, int64_t position, int64_t n, const float* x, float* out);
     void deltanet(int64_t layer, LayerState& st, int64_t n, const float* x, float* out);
     void moe(int64_t layer, int64_t k, int64_t n, const float* x, float* out);
+    void prefetch_experts(int64_t layer, int64_t k, const float* x);
 
     const ModelConfig& config_;
     const DenseWeights& weights_;

@@ -31,8 +31,16 @@ ExpertStore::ExpertStore(const std::string& model_dir, int64_t num_layers, int64
         fail(ErrorKind::BadInput, "--cache {} bytes cannot hold one expert ({} bytes)", options_.cache_bytes, stride);
     }
     capacity = std::min(capacity, size_t(num_layers * num_experts));
-    slots_.resize(capacity);
+    // Scratch buffers carry the reads that must not displace this token's cached experts; one per
+    // I/O thread keeps the disk busy.
+    const size_t scratch = size_t(std::max(1, options_.io_threads));
+    cache_slots_ = capacity;
+    slots_.resize(capacity + scratch);
     for (size_t i = capacity; i-- > 0;) free_slots_.push_back(i);
+    for (size_t i = capacity + scratch; i-- > capacity;) {
+        slots_[i].scratch = true;
+        free_scratch_.push_back(i);
+    }
 
     for (int64_t l = 0; l < num_layers; ++l) {
         std::string path = (std::filesystem::path(dir_) / expert_file_name(l)).string();
@@ -117,7 +125,7 @@ void ExpertStore::read_record(const ReadJob& job, std::string* error) {
     }
 }
 
-bool ExpertStore::take_slot(size_t* out) {
+bool ExpertStore::take_cache_slot(size_t* out) {
     if (!free_slots_.empty()) {
         *out = free_slots_.back();
         free_slots_.pop_back();
@@ -125,24 +133,127 @@ bool ExpertStore::take_slot(size_t* out) {
     }
     if (lru_.empty()) return false;
     size_t s = lru_.front();
-    lru_.pop_front();
     Slot& slot = slots_[s];
+    if (slot.last_use == epoch_) return false;  // everything unpinned was used this token: keep it
+    lru_.pop_front();
     slot.in_lru = false;
     index_.erase(slot.key);
     slot.key = -1;
+    slot.prefetched = false;
     *out = s;
     return true;
+}
+
+bool ExpertStore::take_scratch_slot(size_t* out) {
+    if (free_scratch_.empty()) return false;
+    *out = free_scratch_.back();
+    free_scratch_.pop_back();
+    return true;
+}
+
+void ExpertStore::touch(size_t s) {
+    Slot& slot = slots_[s];
+    if (slot.in_lru) {
+        lru_.erase(slot.lru_pos);
+        slot.in_lru = false;
+    }
+    slot.last_use = epoch_;
 }
 
 void ExpertStore::unpin(size_t s) {
     Slot& slot = slots_[s];
     if (--slot.pins > 0) return;
+    if (slot.scratch) {
+        slot.key = -1;
+        free_scratch_.push_back(s);
+        return;
+    }
     if (slot.key < 0) {
         free_slots_.push_back(s);
         return;
     }
     slot.lru_pos = lru_.insert(lru_.end(), s);
     slot.in_lru = true;
+}
+
+void ExpertStore::start_read(size_t s, int64_t layer, int64_t expert, Call* call) {
+    Slot& slot = slots_[s];
+    slot.key = key(layer, expert);
+    slot.loading = true;
+    slot.pins = 1;  // the read's own pin
+    slot.waiter = -1;
+    if (!slot.scratch) index_[slot.key] = s;
+    {
+        std::lock_guard<std::mutex> lock(queue_mutex_);
+        queue_.push_back({s, layer, expert});
+    }
+    queue_cv_.notify_one();
+    ++in_flight_;
+    if (call) {
+        ++call->reads;
+        call->in_flight_sum += in_flight_;
+        call->max_in_flight = std::max<uint64_t>(call->max_in_flight, in_flight_);
+    }
+}
+
+void ExpertStore::finish_read(Completion c, Call* call) {
+    --in_flight_;
+    Slot& slot = slots_[c.job.slot];
+    slot.loading = false;
+    const int64_t waiter = slot.waiter;
+    slot.waiter = -1;
+    if (waiter >= 0) --waiters_;
+    if (!c.error.empty()) {
+        if (!slot.scratch) index_.erase(slot.key);
+        slot.key = -1;
+        slot.prefetched = false;
+        if (waiter >= 0) {
+            if (call && call->first_error.empty()) call->first_error = c.error;
+            unpin(c.job.slot);  // the waiter's pin
+        }
+        unpin(c.job.slot);  // the read's pin: back to the free list
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(stats_mutex_);
+        stats_.bytes_read += layout_.record_stride;
+        stats_.reads += 1;
+    }
+    if (waiter >= 0 && call) call->ready.emplace_back(c.job.slot, size_t(waiter));
+    unpin(c.job.slot);  // the read's pin; a waiter keeps its own
+}
+
+bool ExpertStore::drain_one(bool wait, Call* call) {
+    Completion c;
+    {
+        std::unique_lock<std::mutex> lock(queue_mutex_);
+        if (done_.empty()) {
+            if (!wait) return false;
+            done_cv_.wait(lock, [&] { return !done_.empty(); });
+        }
+        c = std::move(done_.front());
+        done_.pop_front();
+    }
+    finish_read(std::move(c), call);
+    return true;
+}
+
+void ExpertStore::prefetch(int64_t layer, std::span<const int32_t> ids) {
+    if (layer < 0 || layer >= num_layers_) return;
+    while (drain_one(false, nullptr)) {
+    }
+    uint64_t started = 0;
+    for (int32_t id : ids) {
+        if (id < 0 || id >= num_experts_ || index_.count(key(layer, id))) continue;
+        size_t s;
+        if (!take_cache_slot(&s)) break;  // no room that this token does not need: skip the hint
+        slots_[s].prefetched = true;
+        slots_[s].last_use = epoch_;
+        start_read(s, layer, id, nullptr);
+        ++started;
+    }
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    stats_.prefetched += started;
 }
 
 ExpertWeights ExpertStore::view(size_t s) const {
@@ -154,11 +265,12 @@ void ExpertStore::with_experts(int64_t layer, std::span<const int32_t> ids,
                                const std::function<void(size_t, const ExpertWeights&)>& use) {
     using clock = std::chrono::steady_clock;
     if (layer < 0 || layer >= num_layers_) fail(ErrorKind::Internal, "expert layer {} out of range", layer);
+    if (layer <= last_layer_) ++epoch_;  // a new token (or a new forward) starts over at an early layer
+    last_layer_ = layer;
 
-    std::vector<size_t> ready;     // slots with their request index, ready to use
-    std::vector<size_t> ready_index;
-    std::vector<size_t> misses;    // request indices still to read
-    uint64_t hits = 0;
+    Call call;
+    std::vector<size_t> misses;  // request indices still to read
+    uint64_t hits = 0, prefetch_hits = 0, bypassed = 0;
     for (size_t i = 0; i < ids.size(); ++i) {
         if (ids[i] < 0 || ids[i] >= num_experts_) fail(ErrorKind::Internal, "expert id {} out of range", ids[i]);
         auto it = index_.find(key(layer, ids[i]));
@@ -167,46 +279,44 @@ void ExpertStore::with_experts(int64_t layer, std::span<const int32_t> ids,
             continue;
         }
         Slot& slot = slots_[it->second];
-        if (slot.in_lru) {
-            lru_.erase(slot.lru_pos);
-            slot.in_lru = false;
-        }
+        touch(it->second);
         ++slot.pins;
-        ready.push_back(it->second);
-        ready_index.push_back(i);
+        if (slot.prefetched) {
+            ++prefetch_hits;
+            slot.prefetched = false;
+        }
+        if (slot.loading) {
+            slot.waiter = int64_t(i);  // handed over when its read completes
+            ++waiters_;
+        } else {
+            call.ready.emplace_back(it->second, i);
+        }
         ++hits;
     }
 
-    size_t next_miss = 0, in_flight = 0;
-    std::string first_error;
+    size_t next_miss = 0;
     std::exception_ptr use_error;
     double waited = 0;
-    uint64_t reads = 0, in_flight_sum = 0, max_in_flight = 0;
 
-    while (next_miss < misses.size() || in_flight > 0 || !ready.empty()) {
-        // Start as many reads as free or evictable slots allow (none after an error).
-        while (next_miss < misses.size() && first_error.empty() && !use_error) {
+    for (;;) {
+        // Start reads while there is room: cache slots not needed this token, else scratch buffers.
+        while (next_miss < misses.size() && call.first_error.empty() && !use_error) {
             size_t s;
-            if (!take_slot(&s)) break;
+            bool cached = take_cache_slot(&s);
+            if (!cached && !take_scratch_slot(&s)) break;
+            if (!cached) ++bypassed;
             size_t idx = misses[next_miss++];
-            slots_[s].pins = 1;
-            slots_[s].key = -1;
-            {
-                std::lock_guard<std::mutex> lock(queue_mutex_);
-                queue_.push_back({s, idx, layer, ids[idx]});
-            }
-            queue_cv_.notify_one();
-            ++in_flight;
-            ++reads;
-            in_flight_sum += in_flight;
-            max_in_flight = std::max<uint64_t>(max_in_flight, in_flight);
+            start_read(s, layer, ids[idx], &call);
+            slots_[s].waiter = int64_t(idx);
+            ++waiters_;
+            slots_[s].last_use = epoch_;
+            ++slots_[s].pins;  // the waiter's pin
         }
-        if (!first_error.empty() || use_error) next_miss = misses.size();  // abandon the rest
+        if (!call.first_error.empty() || use_error) next_miss = misses.size();  // abandon the rest
 
-        if (!ready.empty()) {
-            size_t s = ready.back(), idx = ready_index.back();
-            ready.pop_back();
-            ready_index.pop_back();
+        if (!call.ready.empty()) {
+            auto [s, idx] = call.ready.back();
+            call.ready.pop_back();
             if (!use_error) {
                 try {
                     use(idx, view(s));
@@ -217,30 +327,14 @@ void ExpertStore::with_experts(int64_t layer, std::span<const int32_t> ids,
             unpin(s);
             continue;
         }
-        if (in_flight == 0) {
-            if (next_miss < misses.size()) fail(ErrorKind::Internal, "expert cache has no slot to read into");
-            break;
-        }
-        Completion c;
-        {
-            auto t0 = clock::now();
-            std::unique_lock<std::mutex> lock(queue_mutex_);
-            done_cv_.wait(lock, [&] { return !done_.empty(); });
-            c = std::move(done_.front());
-            done_.pop_front();
-            waited += std::chrono::duration<double>(clock::now() - t0).count();
-        }
-        --in_flight;
-        if (!c.error.empty()) {
-            if (first_error.empty()) first_error = c.error;
-            unpin(c.job.slot);  // key is -1: back to the free list
-            continue;
-        }
-        Slot& slot = slots_[c.job.slot];
-        slot.key = key(c.job.layer, c.job.expert);
-        index_[slot.key] = c.job.slot;
-        ready.push_back(c.job.slot);
-        ready_index.push_back(c.job.request_index);
+        // Handle finished reads without waiting, then wait only if this call still needs one.
+        if (drain_one(false, &call)) continue;
+        const bool need_more = next_miss < misses.size() || waiters_ > 0;
+        if (!need_more) break;
+        if (in_flight_ == 0) fail(ErrorKind::Internal, "expert store has no buffer to read into");
+        auto t0 = clock::now();
+        drain_one(true, &call);
+        waited += std::chrono::duration<double>(clock::now() - t0).count();
     }
 
     {
@@ -248,14 +342,14 @@ void ExpertStore::with_experts(int64_t layer, std::span<const int32_t> ids,
         stats_.requests += ids.size();
         stats_.hits += hits;
         stats_.misses += misses.size();
-        stats_.reads += reads;
-        stats_.bytes_read += reads * layout_.record_stride;
-        stats_.in_flight_sum += in_flight_sum;
-        stats_.max_in_flight = std::max(stats_.max_in_flight, max_in_flight);
+        stats_.prefetch_hits += prefetch_hits;
+        stats_.bypassed += bypassed;
+        stats_.in_flight_sum += call.in_flight_sum;
+        stats_.max_in_flight = std::max(stats_.max_in_flight, call.max_in_flight);
         stats_.io_wait_seconds += waited;
     }
     if (use_error) std::rethrow_exception(use_error);
-    if (!first_error.empty()) throw Error(ErrorKind::Io, first_error);
+    if (!call.first_error.empty()) throw Error(ErrorKind::Io, call.first_error);
 }
 
 ExpertStoreStats ExpertStore::stats() const {

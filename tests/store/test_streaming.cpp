@@ -201,3 +201,33 @@ TEST(Streaming, ConvertRefusesToOverwriteWithoutForce) {
     EXPECT_THROW(convert_to_packed(kFixture, packed, ConvertOptions{}), Error);
     EXPECT_NO_THROW(convert_to_packed(kFixture, packed, ConvertOptions{.quant = "auto", .overwrite = true, .progress = {}}));
 }
+
+TEST(Streaming, SmallCacheKeepsHittingInsteadOfCycling) {
+    TempDir dir;
+    std::string packed = convert_fixture(dir);
+    auto probe = LoadedModel::open(packed);
+    const size_t record = probe->expert_store()->layout().record_stride;
+    // Three records for a model whose tokens use 8 (4 layers x top-2): plain LRU would evict each
+    // record just before it is needed again and never hit.
+    auto m = LoadedModel::open(packed, ExpertStoreOptions{.mode = IoMode::PageCache, .cache_bytes = 3 * record});
+    Outputs first = run_model(*m);
+    auto before = m->expert_store()->stats();
+    Outputs second = run_model(*m);
+    auto after = m->expert_store()->stats();
+    EXPECT_GT(after.hits - before.hits, 0u);
+    EXPECT_GT(after.bypassed, 0u);
+    EXPECT_TRUE(bitwise_equal(first.logits, second.logits));
+    EXPECT_EQ(first.greedy, second.greedy);
+}
+
+TEST(Streaming, DecodePrefetchesLikelyExperts) {
+    TempDir dir;
+    std::string packed = convert_fixture(dir);
+    auto m = LoadedModel::open(packed, ExpertStoreOptions{.mode = IoMode::Direct, .cache_bytes = size_t(1) << 30});
+    Outputs out = run_model(*m);
+    auto s = m->expert_store()->stats();
+    EXPECT_GT(s.prefetched, 0u);
+    EXPECT_GT(s.prefetch_hits, 0u);
+    auto resident = LoadedModel::open(kFixture);
+    EXPECT_EQ(out.greedy, run_model(*resident).greedy);
+}
