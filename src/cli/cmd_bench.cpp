@@ -14,6 +14,7 @@
 #include "cli/command.h"
 #include "cli/options.h"
 #include "engine/loaded_model.h"
+#include "model/cuda/cuda_runner.h"
 #include "store/expert_store.h"
 #include "util/error.h"
 #include "util/progress.h"
@@ -41,7 +42,7 @@ struct BenchArgs {
     std::string model;
     int64_t prompt = 512, gen = 128;
     int reps = 3;
-    std::string k = "0", cache = "2GiB", io = "page-cache", device = "cpu";
+    std::string k = "0", cache = "2GiB", io = "page-cache", device = "cpu", vram = "6GiB";
     std::string json, plot;
     bool cold = false, drop_caches = false, warm = false, no_probe = false, in_process = false;
     double probe_seconds = 3;
@@ -120,6 +121,14 @@ ExpertStoreOptions store_options(const BenchArgs& a, const std::string& io, uint
     return o;
 }
 
+// CUDA rows keep the dense weights and --vram of experts on the GPU; --cache is the pinned host tier.
+RunnerOptions runner_options(const BenchArgs& a, const std::string& device) {
+    RunnerOptions r;
+    r.device = parse_device(device);
+    r.vram_bytes = parse_size(a.vram, "--vram");
+    return r;
+}
+
 // Child mode: one row in this process, its JSON to --row-out.
 int run_child(const BenchArgs& a) {
     RowSpec spec;
@@ -134,7 +143,7 @@ int run_child(const BenchArgs& a) {
     spec.seed = a.seed;
     spec.start_state = a.start_state;
     if (a.threads > 0) set_default_pool_threads(a.threads);
-    auto model = LoadedModel::open(a.model, store_options(a, a.io, spec.cache_bytes));
+    auto model = LoadedModel::open(a.model, store_options(a, a.io, spec.cache_bytes), runner_options(a, spec.device));
     StatusLine status;
     RowResult r = run_row(*model, spec, [&](const std::string& line, bool milestone) {
         status.show(fmt::format("{} {}", a.row_label, line), milestone);
@@ -164,6 +173,7 @@ RowResult spawn_row(const BenchArgs& a, const std::string& model_path, const Row
                                      "--cache", spec.cache_text,
                                      "--io", spec.io,
                                      "--device", spec.device,
+                                     "--vram", a.vram,
                                      "--seed", std::to_string(spec.seed),
                                      "--threads", std::to_string(a.threads),
                                      "--io-threads", std::to_string(a.io_threads),
@@ -273,8 +283,9 @@ int run_bench(const BenchArgs& a) {
         report.disk = probe_disk(po);
         status.show(fmt::format("disk: {:.2f} GB/s", report.disk->bytes_per_second / 1e9), true);
     }
-    if (std::find(devices.begin(), devices.end(), "cuda") != devices.end()) {
-        report.notes.push_back("--device cuda: this build has no CUDA backend; those rows are skipped");
+    const bool have_gpu = cuda_device_count() > 0;
+    if (std::find(devices.begin(), devices.end(), "cuda") != devices.end() && !have_gpu) {
+        report.notes.push_back("--device cuda: no CUDA device (or a build without CUDA); those rows are skipped");
     }
 
     // Rows: device, then I/O mode, then cache size, then K (the plot's series are K/io/device).
@@ -300,10 +311,10 @@ int run_bench(const BenchArgs& a) {
         RowSpec& s = specs[i];
         const std::string label = fmt::format("[{}/{}] K={} cache={} io={} {}", i + 1, specs.size(),
                                               s.k ? std::to_string(s.k) : "model", s.cache_text, s.io, s.device);
-        if (s.device == "cuda") {
+        if (s.device == "cuda" && !have_gpu) {
             RowResult r;
             r.spec = s;
-            r.status = "skipped: no CUDA backend in this build";
+            r.status = "skipped: no CUDA device";
             status.show(fmt::format("{}: {}", label, r.status), true);
             report.rows.push_back(r);
             continue;
@@ -324,7 +335,7 @@ int run_bench(const BenchArgs& a) {
         const double resident = page_cache_resident_share(report.model_path);
         RowResult r;
         if (a.in_process) {
-            auto m = LoadedModel::open(report.model_path, store_options(a, s.io, s.cache_bytes));
+            auto m = LoadedModel::open(report.model_path, store_options(a, s.io, s.cache_bytes), runner_options(a, s.device));
             r = run_row(*m, s, [&](const std::string& line, bool milestone) {
                 status.show(fmt::format("{} {}", label, line), milestone);
             });
@@ -375,6 +386,7 @@ CommandRegistration reg("bench", [](CLI::App& app) -> std::function<int()> {
     cmd->add_option("--cache", a->cache, "expert cache budgets, a list")->capture_default_str();
     cmd->add_option("--io", a->io, "expert reads, a list of page-cache, direct")->capture_default_str();
     cmd->add_option("--device", a->device, "a list of cpu, cuda")->capture_default_str();
+    cmd->add_option("--vram", a->vram, "CUDA rows: routed-expert VRAM cache")->capture_default_str();
     cmd->add_option("--json", a->json, "write every figure as JSON to this file");
     cmd->add_option("--plot", a->plot, "draw decode tok/s vs cache size per K (.svg, or .png with gnuplot)");
     auto* cold = cmd->add_flag("--cold", a->cold, "evict the model's files from the page cache before each row");
