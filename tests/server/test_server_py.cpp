@@ -1,5 +1,5 @@
 // Runs the Python server tests (tests/server_py, pytest) against the built binary: the openai-client
-// suite, and separately the soak and fault tests (each starts its own server). Skips when Python
+// suite, and separately the soak and the expert-file fault tests (each starts its own server). Skips when Python
 // lacks pytest (or, for the client suite, the openai client); scripts/setup.sh installs both.
 #include <gtest/gtest.h>
 
@@ -37,4 +37,12 @@ TEST(ServerSoak, PytestSoakPasses) {
     }
     // ~1,900 requests from 32 clients: about a minute on two cores.
     EXPECT_EQ(run_pytest("tests/server_py/test_soak.py", 300), 0) << "soak failed (its output is above)";
+}
+
+TEST(ServerFaults, PytestFaultsPass) {
+    if (std::system("python3 -c 'import pytest' >/dev/null 2>&1") != 0) {
+        GTEST_SKIP() << "python3 lacks pytest (scripts/setup.sh installs it)";
+    }
+    // Converts the bundled model and truncates one of its expert files under a running server.
+    EXPECT_EQ(run_pytest("tests/server_py/test_faults.py", 120), 0) << "fault test failed (its output is above)";
 }
