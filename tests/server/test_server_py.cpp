@@ -35,7 +35,7 @@ TEST(ServerSoak, PytestSoakPasses) {
     if (std::system("python3 -c 'import pytest' >/dev/null 2>&1") != 0) {
         GTEST_SKIP() << "python3 lacks pytest (scripts/setup.sh installs it)";
     }
-    // ~1,900 requests from 32 clients: about a minute on two cores.
+    // ~2,300 requests from 32 clients: 30-80 s on two cores (busy or not).
     EXPECT_EQ(run_pytest("tests/server_py/test_soak.py", 300), 0) << "soak failed (its output is above)";
 }
 

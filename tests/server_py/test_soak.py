@@ -2,9 +2,9 @@
 streaming and non-streaming chat / completions requests, malformed JSON, wrong types, bodies over
 --max-body and clients that leave mid-stream. Every valid request must get a complete, well-formed
 200, every invalid one its 4xx, the server must stay up, and its RSS after the run must be within
-10% of its RSS after a warm-up with the same mix (a leak per request shows up over ~1,600 of them).
+10% of its RSS after a warm-up with the same mix (a leak per request shows up over ~2,000 of them).
 
-FLASHMOE_SOAK_REQUESTS overrides the number of requests after the warm-up (default 1600)."""
+FLASHMOE_SOAK_REQUESTS overrides the number of requests after the warm-up (default 2000)."""
 import http.client
 import json
 import os
@@ -21,7 +21,7 @@ from conftest import API_KEY, BINARY, start_server, stop_server
 
 CLIENTS = 32
 WARMUP = 320
-REQUESTS = int(os.environ.get("FLASHMOE_SOAK_REQUESTS", "1600"))
+REQUESTS = int(os.environ.get("FLASHMOE_SOAK_REQUESTS", "2000"))
 MAX_BODY = 4096  # small, so an oversized body is cheap to send
 NO_THINK = {"enable_thinking": False}
 KINDS = ["chat", "chat_stream", "completion", "completion_stream", "malformed", "wrong_type", "oversized",
