@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then targets=(safetensors config tokenizer_encode tokenizer_decode jinja); fi
+if [ ${#targets[@]} -eq 0 ]; then targets=(safetensors config tokenizer_encode tokenizer_decode jinja http); fi
 
 if ! command -v clang++ >/dev/null; then
   echo "fuzz: clang++ is not installed (scripts/setup.sh installs it)" >&2

@@ -1,6 +1,8 @@
 #include "targets.h"
 
 #include "model/config.h"
+#include "server/api_error.h"
+#include "server/request.h"
 #include "store/packed_format.h"
 #include "store/safetensors.h"
 #include "text/jinja/template.h"
@@ -9,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -81,6 +84,29 @@ void jinja_template(const uint8_t* data, size_t size) {
             {"tools", nullptr}};
         (void)t.render(vars);
     });
+}
+
+void http_request_body(const uint8_t* data, size_t size) {
+    const std::string_view text(reinterpret_cast<const char*>(data), size);
+    const SamplingParams defaults;
+    constexpr auto replace = nlohmann::ordered_json::error_handler_t::replace;
+    for (server::Endpoint endpoint : {server::Endpoint::Chat, server::Endpoint::Completion}) {
+        try {
+            nlohmann::ordered_json body = server::parse_body(text);
+            server::ApiRequest r = endpoint == server::Endpoint::Chat ? server::parse_chat_request(body, defaults)
+                                                                      : server::parse_completion_request(body, defaults);
+            // What the server goes on to use: the normalised messages and tools feed the template.
+            (void)r.thinking_enabled();
+            (void)r.renders_tools();
+            (void)r.messages.dump(-1, ' ', false, replace);
+            (void)r.tools.dump(-1, ' ', false, replace);
+            (void)r.template_kwargs.dump(-1, ' ', false, replace);
+        } catch (const server::ApiError& e) {
+            // Anything else escaping (nlohmann's, std::) would have been a 500 for a bad body.
+            if (e.status() < 400 || e.status() >= 500) std::abort();
+            (void)e.to_json().dump(-1, ' ', false, replace);
+        }
+    }
 }
 
 }  // namespace flashmoe::fuzz

@@ -18,7 +18,7 @@ const std::map<std::string, std::function<void(const uint8_t*, size_t)>>& target
     static const std::map<std::string, std::function<void(const uint8_t*, size_t)>> t = {
         {"safetensors", flashmoe::fuzz::safetensors_header}, {"config", flashmoe::fuzz::model_config},
         {"tokenizer_encode", flashmoe::fuzz::tokenizer_encode}, {"tokenizer_decode", flashmoe::fuzz::tokenizer_decode},
-        {"jinja", flashmoe::fuzz::jinja_template},
+        {"jinja", flashmoe::fuzz::jinja_template}, {"http", flashmoe::fuzz::http_request_body},
     };
     return t;
 }
@@ -44,6 +44,7 @@ TEST_P(Corpus, EveryInputIsHandled) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fuzz, Corpus,
-                         ::testing::Values("safetensors", "config", "tokenizer_encode", "tokenizer_decode", "jinja"));
+                         ::testing::Values("safetensors", "config", "tokenizer_encode", "tokenizer_decode", "jinja",
+                                           "http"));
 
 }  // namespace

@@ -46,21 +46,21 @@ class Server:
         return Path(self.log_path).read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def server():
-    assert BINARY.exists(), f"{BINARY} not built"
-    tmp = tempfile.TemporaryDirectory(prefix="flashmoe_server_py_")
-    script = Path(tmp.name) / "script.json"
+def start_server(tmp_dir, model=MODEL, extra_args=(), api_key=API_KEY, max_body=MAX_BODY):
+    """Starts `flashmoe serve` on a free loopback port, its log and FLASHMOE_CACHE under tmp_dir;
+    returns a Server once it listens (fails the test otherwise)."""
+    tmp_dir = Path(tmp_dir)
+    script = tmp_dir / "script.json"
     script.write_text(json.dumps(SCRIPT))
-    log_path = Path(tmp.name) / "server.log"
-    env = dict(os.environ, FLASHMOE_CACHE=str(Path(tmp.name) / "cache"))
+    log_path = tmp_dir / "server.log"
+    env = dict(os.environ, FLASHMOE_CACHE=str(tmp_dir / "cache"))
     env.pop("FLASHMOE_API_KEY", None)
+    args = [str(BINARY), "serve", str(model), "--host", "127.0.0.1", "--port", "0",
+            "--ctx-size", str(CONTEXT), "--max-body", str(max_body), "--script-output", str(script)]
+    if api_key:
+        args += ["--api-key", api_key]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(BINARY), "serve", str(MODEL), "--host", "127.0.0.1", "--port", "0", "--api-key", API_KEY,
-             "--ctx-size", str(CONTEXT), "--max-body", str(MAX_BODY), "--parallel", "4",
-             "--script-output", str(script)],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(args + list(extra_args), stdout=log, stderr=subprocess.STDOUT, env=env)
     port = None
     deadline = time.time() + 300  # first use converts the model
     while time.time() < deadline and proc.poll() is None:
@@ -72,13 +72,25 @@ def server():
     if port is None:
         proc.kill()
         pytest.fail("server did not start:\n" + log_path.read_text(errors="replace"))
-    srv = Server(f"http://127.0.0.1:{port}", proc, log_path)
-    yield srv
-    proc.send_signal(signal.SIGTERM)
+    return Server(f"http://127.0.0.1:{port}", proc, log_path)
+
+
+def stop_server(srv):
+    """SIGTERM, and the server must exit 0 within 20 s."""
+    srv.proc.send_signal(signal.SIGTERM)
     try:
-        code = proc.wait(timeout=20)
+        code = srv.proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        srv.proc.kill()
         pytest.fail("server did not stop on SIGTERM")
     assert code == 0, "server exited with %d:\n%s" % (code, srv.log()[-3000:])
+
+
+@pytest.fixture(scope="session")
+def server():
+    assert BINARY.exists(), f"{BINARY} not built"
+    tmp = tempfile.TemporaryDirectory(prefix="flashmoe_server_py_")
+    srv = start_server(tmp.name, extra_args=["--parallel", "4"])
+    yield srv
+    stop_server(srv)
     tmp.cleanup()
