@@ -1,101 +1,24 @@
-// Every fixture under tests/data/golden/ (made by tools/golden/make_golden.py from transformers):
-// logits within 1e-3 of the reference relative to its largest magnitude, the same argmax at every
-// position, and the same 24 greedy tokens.
-#include "engine/generate.h"
-#include "engine/loaded_model.h"
-#include "util/npy.h"
-#include "util/mapped_file.h"
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
-#include <cmath>
-#include <filesystem>
-
-namespace fs = std::filesystem;
-using namespace flashmoe;
+// Every fixture under tests/data/golden/ (made by tools/golden/make_golden.py from transformers)
+// through the CPU forward: see tests/support/golden.h for the bounds.
+#include "../support/golden.h"
 
 namespace {
 
-struct GoldenCase {
-    std::string fixture;  // folder under tests/data/golden
-    std::string name;
-};
-
-std::vector<GoldenCase> all_cases() {
-    std::vector<GoldenCase> cases;
-    fs::path root = fs::path(FLASHMOE_TEST_DATA) / "golden";
-    if (!fs::exists(root)) return cases;
-    for (auto& dir : fs::directory_iterator(root)) {
-        fs::path spec = dir.path() / "golden.json";
-        if (!fs::exists(spec)) continue;
-        auto j = nlohmann::json::parse(read_text_file(spec.string()));
-        for (auto& c : j["cases"]) cases.push_back({dir.path().filename().string(), c["name"].get<std::string>()});
-    }
-    std::sort(cases.begin(), cases.end(), [](auto& a, auto& b) { return a.fixture + a.name < b.fixture + b.name; });
-    return cases;
-}
+using namespace flashmoe;
+using namespace flashmoe::test;
 
 class Golden : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(Golden, MatchesTransformers) {
     const GoldenCase& gc = GetParam();
-    fs::path dir = fs::path(FLASHMOE_TEST_DATA) / "golden" / gc.fixture;
-    auto spec = nlohmann::json::parse(read_text_file((dir / "golden.json").string()));
-    nlohmann::json c;
-    for (auto& entry : spec["cases"])
-        if (entry["name"] == gc.name) c = entry;
+    nlohmann::json c = golden_case_spec(gc);
     ASSERT_FALSE(c.is_null());
-
-    auto model = LoadedModel::open(dir.string());
-    std::vector<int32_t> prompt = c["prompt_ids"].get<std::vector<int32_t>>();
-    const int64_t k = c["k"].is_null() ? 0 : c["k"].get<int64_t>();
-
-    // Logits of every prompt position.
-    NpyArray ref = read_npy_f32((dir / c["logits"].get<std::string>()).string());
-    const int64_t V = model->config().vocab_size;
-    ASSERT_EQ(ref.shape, (std::vector<int64_t>{int64_t(prompt.size()), V}));
-    auto state = model->forward().new_state();
-    std::vector<float> logits;
-    model->forward().forward(*state, prompt, ForwardOptions{.k = k, .logits = LogitsFor::All}, &logits);
-    ASSERT_EQ(logits.size(), ref.data.size());
-    float max_ref = 0, max_diff = 0;
-    for (size_t i = 0; i < logits.size(); ++i) {
-        ASSERT_TRUE(std::isfinite(logits[i])) << "logit " << i << " is not finite";
-        max_ref = std::max(max_ref, std::fabs(ref.data[i]));
-        max_diff = std::max(max_diff, std::fabs(logits[i] - ref.data[i]));
-    }
-    EXPECT_LE(max_diff / max_ref, 1e-3f) << "max |diff| " << max_diff << ", max |ref| " << max_ref;
-    for (size_t t = 0; t < prompt.size(); ++t) {
-        auto row = logits.begin() + ptrdiff_t(t) * V;
-        auto ref_row = ref.data.begin() + ptrdiff_t(t) * V;
-        EXPECT_EQ(std::max_element(row, row + V) - row, std::max_element(ref_row, ref_row + V) - ref_row)
-            << "argmax differs at position " << t;
-    }
-
-    // Greedy generation, every token identical.
-    std::vector<int32_t> want = c["greedy_new_ids"].get<std::vector<int32_t>>();
-    Session session(model->forward());
-    Sampler greedy(SamplingParams{.temperature = 0});
-    std::vector<int32_t> got;
-    generate(session, prompt,
-             GenerateOptions{.max_new_tokens = int64_t(want.size()), .k = k, .stop_tokens = {}, .boundaries = {}, .prefill = {}}, greedy,
-             [&](int32_t t) {
-                 got.push_back(t);
-                 return true;
-             });
-    EXPECT_EQ(got, want);
+    auto model = LoadedModel::open(golden_dir(gc).string());
+    expect_golden_logits(*model, gc, c);
+    expect_golden_greedy(*model, c);
 }
 
-std::string case_name(const ::testing::TestParamInfo<GoldenCase>& info) {
-    std::string s = info.param.fixture + "_" + info.param.name;
-    for (auto& ch : s)
-        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-    return s;
-}
-
-INSTANTIATE_TEST_SUITE_P(Fixtures, Golden, ::testing::ValuesIn(all_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Fixtures, Golden, ::testing::ValuesIn(all_golden_cases()), golden_case_name);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Golden);
 
 }  // namespace
