@@ -192,3 +192,12 @@ TEST_F(ChatTemplateTest, ConcurrentRendersOfOneTemplateAgree) {
 }
 
 }  // namespace
+
+TEST(JinjaLimits, NamespaceCannotHoldItselfAndNestingIsBounded) {
+    expect_error([] { render("{% set ns = namespace(a=0) %}{% set ns.a = ns %}{{ ns }}"); }, ErrorKind::BadInput,
+                 {"inside itself"});
+    expect_error([] { render("{% set n1 = namespace(a=0) %}{% set n2 = namespace(b=n1) %}{% set n1.a = [n2] %}"); },
+                 ErrorKind::BadInput, {"inside itself"});
+    expect_error([] { Template::parse("{{" + std::string(5000, '(') + "1" + std::string(5000, ')') + "}}"); },
+                 ErrorKind::BadModel, {"nesting deeper"});
+}

@@ -175,6 +175,26 @@ Interpreter::Flow Interpreter::exec_for(const ForStmt& s, const ScopePtr& scope)
     return Flow::Normal;
 }
 
+namespace {
+// Whether `v` holds the namespace `target` anywhere inside it. Namespaces are the only mutable
+// values, so refusing such an assignment keeps every value acyclic (no reference-count cycles, no
+// endless printing).
+bool reaches(const Value& v, const DictData* target) {
+    if (v.is_namespace()) {
+        if (&v.as_namespace() == target) return true;
+        for (const auto& [k, item] : v.as_namespace().items)
+            if (reaches(item, target)) return true;
+    } else if (v.is_dict()) {
+        for (const auto& [k, item] : v.as_dict().items)
+            if (reaches(item, target)) return true;
+    } else if (v.is_list()) {
+        for (const auto& item : v.as_list().items)
+            if (reaches(item, target)) return true;
+    }
+    return false;
+}
+}  // namespace
+
 void Interpreter::exec_set(const SetStmt& s, const ScopePtr& scope) {
     Value v = eval(*s.value, scope);
     if (s.attribute.empty()) {
@@ -184,6 +204,9 @@ void Interpreter::exec_set(const SetStmt& s, const ScopePtr& scope) {
     const Value* target = scope->lookup(s.targets[0]);
     if (!target || !target->is_namespace()) {
         eval_fail(ErrorKind::BadInput, "cannot assign attribute on non-namespace object '{}'", s.targets[0]);
+    }
+    if (reaches(v, &target->as_namespace())) {
+        eval_fail(ErrorKind::BadInput, "cannot store namespace '{}' inside itself", s.targets[0]);
     }
     target->as_namespace().set(s.attribute, std::move(v));
 }
