@@ -3,6 +3,7 @@
 # New interesting inputs go to a scratch corpus; crashes are written to fuzz/regressions/<target>/,
 # where tests/fuzz/test_corpora.cpp replays them in every test run.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
+# FLASHMOE_FUZZ_SEED fixes libFuzzer's seed (CI uses one, so its smoke run is repeatable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
@@ -24,7 +25,7 @@ status=0
 for t in "${targets[@]}"; do
   mkdir -p "$scratch/$t" "fuzz/regressions/$t"
   echo "fuzz: $t for ${seconds}s"
-  if ! FLASHMOE_SOURCE_DIR="$PWD" build-fuzz/fuzz/fuzz_$t -max_total_time="$seconds" -rss_limit_mb=2048 \
+  if ! FLASHMOE_SOURCE_DIR="$PWD" build-fuzz/fuzz/fuzz_$t -max_total_time="$seconds" -rss_limit_mb=2048 -seed="${FLASHMOE_FUZZ_SEED:-0}" \
       -artifact_prefix="fuzz/regressions/$t/" "$scratch/$t" "fuzz/corpus/$t" 2> "$scratch/$t.log"; then
     echo "fuzz: $t found a failure (input saved under fuzz/regressions/$t/):" >&2
     tail -40 "$scratch/$t.log" >&2
