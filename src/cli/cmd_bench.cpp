@@ -384,7 +384,7 @@ CommandRegistration reg("bench", [](CLI::App& app) -> std::function<int()> {
     cmd->add_option("-r,--reps", a->reps, "repetitions per row")->capture_default_str();
     cmd->add_option("--k", a->k, "routed experts per token, a list (0 = the model's)")->capture_default_str();
     cmd->add_option("--cache", a->cache, "expert cache budgets, a list")->capture_default_str();
-    cmd->add_option("--io", a->io, "expert reads, a list of page-cache, direct")->capture_default_str();
+    cmd->add_option("--io", a->io, "expert reads, a list of page-cache, direct, mmap")->capture_default_str();
     cmd->add_option("--device", a->device, "a list of cpu, cuda")->capture_default_str();
     cmd->add_option("--vram", a->vram, "CUDA rows: routed-expert VRAM cache")->capture_default_str();
     cmd->add_option("--json", a->json, "write every figure as JSON to this file");

@@ -67,7 +67,7 @@ SamplingParams resolve_sampling(const SamplingFlags& f, SamplingParams p) {
 namespace flashmoe::cli {
 
 void add_model_flags(CLI::App* app, ModelFlags& f) {
-    app->add_option("--io", f.io, "expert reads: page-cache (buffered) or direct (O_DIRECT)")->capture_default_str();
+    app->add_option("--io", f.io, "expert reads: page-cache (buffered), direct (O_DIRECT) or mmap (mapped in place, no copy)")->capture_default_str();
     app->add_option("--cache", f.cache, "expert cache budget, e.g. 6GiB")->capture_default_str();
     app->add_option("--io-threads", f.io_threads, "parallel expert reads")->capture_default_str();
     app->add_option("--threads,-t", f.threads, "compute threads (0 = all cores)");

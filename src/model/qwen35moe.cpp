@@ -50,11 +50,15 @@ void Qwen35Moe::forward(ModelState& model_state, std::span<const int32_t> tokens
 
     for (int64_t l = 0; l < c.num_layers; ++l) {
         const LayerWeights& L = weights_.layers[size_t(l)];
-        if (n == 1 && experts_.wants_prefetch()) prefetch_experts(l, k, x.data());
+        const bool prefetch = n == 1 && experts_.wants_prefetch();
+        if (prefetch) prefetch_experts(l, k, x.data());
         for (int64_t t = 0; t < n; ++t) cpu::rmsnorm(&x[size_t(t * H)], L.input_norm.data(), H, c.rms_norm_eps, &xn[size_t(t * H)]);
         if (L.kind == LayerKind::Attention) attention(l, state.layers[size_t(l)], state.position(), n, xn.data(), mix.data());
         else deltanet(l, state.layers[size_t(l)], n, xn.data(), mix.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += mix[i];
+        // Guess the next layer's experts before this layer's experts run, so their reads overlap
+        // this layer's expert compute too; the guess at the next layer's start adds what it missed.
+        if (prefetch && l + 1 < c.num_layers) prefetch_experts(l + 1, k, x.data());
 
         for (int64_t t = 0; t < n; ++t) cpu::rmsnorm(&x[size_t(t * H)], L.post_norm.data(), H, c.rms_norm_eps, &xn[size_t(t * H)]);
         moe(l, k, n, xn.data(), mix.data());
@@ -73,9 +77,9 @@ void Qwen35Moe::forward(ModelState& model_state, std::span<const int32_t> tokens
 }
 
 void Qwen35Moe::prefetch_experts(int64_t layer, int64_t k, const float* x) {
-    // The residual stream changes little across one mixer, so this layer's router applied to the
-    // layer's input already names most of the experts it will pick; reading them now overlaps the
-    // disk with the attention / DeltaNet compute. A wrong guess costs one read, never correctness.
+    // The residual stream changes little from one block to the next, so a layer's router applied to
+    // an earlier point of the stream already names most of the experts it will pick; reading them
+    // now overlaps the disk with compute. A wrong guess costs one read, never correctness.
     const ModelConfig& c = config_;
     const MoeWeights& w = weights_.layers[size_t(layer)].moe;
     std::vector<float> xn(static_cast<size_t>(c.hidden_size)), probs(static_cast<size_t>(c.num_experts));

@@ -83,6 +83,15 @@ TEST(Streaming, BitwiseIdenticalWhicheverTierServesExperts) {
     Outputs c = run_model(*small);
     EXPECT_TRUE(bitwise_equal(c.logits, want.logits));
     EXPECT_EQ(c.greedy, want.greedy);
+
+    // Mapped in place: the budget does not apply, so even one byte of --cache is accepted.
+    auto mapped = LoadedModel::open(packed, ExpertStoreOptions{.mode = IoMode::Mmap, .cache_bytes = 1, .io_threads = 3});
+    Outputs d = run_model(*mapped);
+    EXPECT_TRUE(bitwise_equal(d.logits, want.logits));
+    EXPECT_EQ(d.greedy, want.greedy);
+    const ExpertStoreStats s = mapped->expert_store()->stats();
+    EXPECT_GT(s.requests, 0u);
+    EXPECT_EQ(s.hits + s.misses, s.requests);
 }
 
 TEST(Streaming, CacheHitsAfterWarmUp) {
@@ -135,10 +144,10 @@ TEST(Streaming, TruncatedExpertFileIsRefusedAtOpen) {
     }
 }
 
-TEST(Streaming, ReadErrorMidGenerationIsAnIoErrorAndTheStoreRecovers) {
+void expect_read_error_then_recovery(IoMode mode) {
     TempDir dir;
     std::string packed = convert_fixture(dir);
-    auto m = LoadedModel::open(packed, ExpertStoreOptions{.mode = IoMode::PageCache, .cache_bytes = 1 << 20});
+    auto m = LoadedModel::open(packed, ExpertStoreOptions{.mode = mode, .cache_bytes = 1 << 20});
     // Truncate after opening: reads past the new end fail while the model is live.
     const auto file = fs::path(packed) / "experts/layer_000.bin";
     std::ifstream in(file, std::ios::binary);
@@ -162,6 +171,15 @@ TEST(Streaming, ReadErrorMidGenerationIsAnIoErrorAndTheStoreRecovers) {
     Outputs want = run_model(*reference);
     Outputs again = run_model(*m);
     EXPECT_TRUE(bitwise_equal(again.logits, want.logits));
+}
+
+TEST(Streaming, ReadErrorMidGenerationIsAnIoErrorAndTheStoreRecovers) {
+    expect_read_error_then_recovery(IoMode::PageCache);
+}
+
+// A mapped file truncated before its records are touched: the fault-in reports it, no SIGBUS.
+TEST(Streaming, MappedFileTruncatedBeforeUseIsAnIoErrorAndTheStoreRecovers) {
+    expect_read_error_then_recovery(IoMode::Mmap);
 }
 
 TEST(Streaming, OtherFormatVersionIsRefused) {
