@@ -49,6 +49,7 @@ void Qwen35Moe::forward(ModelState& model_state, std::span<const int32_t> tokens
     }
 
     for (int64_t l = 0; l < c.num_layers; ++l) {
+        if (options.cancel && options.cancel->load(std::memory_order_relaxed)) throw ForwardCancelled();
         const LayerWeights& L = weights_.layers[size_t(l)];
         const bool prefetch = n == 1 && experts_.wants_prefetch();
         if (prefetch) prefetch_experts(l, k, x.data());

@@ -198,6 +198,28 @@ TEST(Streaming, OtherFormatVersionIsRefused) {
     }
 }
 
+TEST(Streaming, DenseQuantisationNeedsAFloatSourceAndAKnownWidth) {
+    TempDir dir;
+    // kFixture is MLX 4-bit already: its dense bits are copied, never re-quantised.
+    try {
+        convert_to_packed(kFixture, dir / "a.fmoe", ConvertOptions{.dense_quant = "q4"});
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+        EXPECT_NE(std::string(e.what()).find("already quantised"), std::string::npos) << e.what();
+    }
+    const std::string bf16 = std::string(FLASHMOE_TEST_DATA) + "/golden/bf16";
+    try {
+        convert_to_packed(bf16, dir / "b.fmoe", ConvertOptions{.dense_quant = "q3"});
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+        EXPECT_NE(std::string(e.what()).find("--dense-quant 'q3'"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(dir / "a.fmoe"));
+    EXPECT_FALSE(fs::exists(dir / "b.fmoe"));
+}
+
 TEST(Streaming, UnfinishedWriterLeavesNoModel) {
     TempDir dir;
     std::string out = dir / "half.fmoe";
