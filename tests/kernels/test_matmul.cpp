@@ -166,7 +166,7 @@ TEST(CpuMatmul, ThreadedMatchesSingleThreadBitwise) {
             Activations act(n, spec.cols, rng);
             const size_t count = size_t(n * spec.rows);
             Output single(count), pooled2(count), pooled3(count), inline_run(count);
-            matmul_rows(active_isa(), m.view, act.x, n, single.y, 0, spec.rows);
+            matmul_rows(active_isa(), m.view, act.x, n, single.y, 0, spec.rows, matmul_activations());
             matmul(m.view, act.x, n, pooled2.y, &two);
             matmul(m.view, act.x, n, pooled3.y, &three);
             matmul(m.view, act.x, n, inline_run.y, nullptr);

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -22,6 +23,10 @@ namespace cpu {
 
 ScratchFloats::ScratchFloats(size_t count) : data_(std::make_unique<float[]>(count)) {}
 ScratchFloats::~ScratchFloats() = default;
+
+bool uses_int8_activations(const Matrix& w) {
+    return w.format == WeightFormat::Affine && (w.bits == 4 || w.bits == 8);
+}
 
 void check_matrix(const Matrix& w) {
     const std::string_view fmt_name = weight_format_name(w.format);
@@ -96,32 +101,43 @@ Isa choose() {
     return wanted;
 }
 
-// FLASHMOE_MATMUL_ACT=int8 lets decode on affine 4-bit quantise activations to int8 (AVX-512
-// only; see matmul_q8_avx512.cpp). The default, f32, keeps the reference semantics.
-bool parse_int8_activations() {
+bool detect_vnni() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni");
+}
+
+bool has_vnni() {
+    static const bool vnni = detect_vnni();
+    return vnni;
+}
+
+// FLASHMOE_MATMUL_ACT=f32|int8 at start-up; unset: int8 where the CPU has the int8 kernels.
+MatmulActivations initial_activations() {
     const char* env = std::getenv("FLASHMOE_MATMUL_ACT");
-    if (env == nullptr || *env == '\0') return false;
-    const std::string_view name(env);
-    if (name == "f32") return false;
-    if (name == "int8") return true;
-    fail(ErrorKind::BadInput, "FLASHMOE_MATMUL_ACT={}: expected f32 or int8", name);
+    if (env == nullptr || *env == '\0')
+        return int8_activations_available() ? MatmulActivations::Int8 : MatmulActivations::F32;
+    MatmulActivations mode;
+    if (!parse_matmul_activations(env, &mode))
+        fail(ErrorKind::BadInput, "FLASHMOE_MATMUL_ACT={}: expected f32 or int8", env);
+    return mode;
 }
 
-bool int8_activations() {
-    static const bool on = parse_int8_activations();
-    return on;
+std::atomic<int>& activations_state() {
+    static std::atomic<int> mode{int(initial_activations())};
+    return mode;
 }
 
-const cpu::IsaKernels& kernels_for(Isa isa) {
+const cpu::IsaKernels& kernels_for(Isa isa, MatmulActivations act) {
     if (!supported(isa))
         fail(ErrorKind::Internal, "matmul: instruction set {} is not supported by this CPU (best: {})",
              isa_name(isa), isa_name(detected_isa()));
+    const bool int8 = act == MatmulActivations::Int8;
     switch (isa) {
-        case Isa::Avx512: return int8_activations() ? cpu::avx512_q8_kernels() : cpu::avx512_kernels();
+        case Isa::Avx512: return int8 && has_vnni() ? cpu::avx512_q8_kernels() : cpu::avx512_kernels();
         case Isa::Avx2: return cpu::avx2_kernels();
         case Isa::Scalar: break;
     }
-    return cpu::scalar_kernels();
+    return int8 ? cpu::scalar_q8_kernels() : cpu::scalar_kernels();
 }
 
 void check_call(const Matrix& w, const float* x, int64_t n, float* y) {
@@ -149,6 +165,29 @@ Isa active_isa() {
     return isa;
 }
 
+bool int8_activations_available() { return active_isa() == Isa::Avx512 && has_vnni(); }
+
+MatmulActivations matmul_activations() { return MatmulActivations(activations_state().load(std::memory_order_relaxed)); }
+
+void set_matmul_activations(MatmulActivations mode) {
+    activations_state().store(int(mode), std::memory_order_relaxed);
+}
+
+std::string_view matmul_activations_name(MatmulActivations mode) {
+    return mode == MatmulActivations::Int8 ? "int8" : "f32";
+}
+
+bool parse_matmul_activations(std::string_view name, MatmulActivations* out) {
+    if (name == "f32") {
+        *out = MatmulActivations::F32;
+    } else if (name == "int8") {
+        *out = MatmulActivations::Int8;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 std::string_view isa_name(Isa isa) {
     switch (isa) {
         case Isa::Scalar: return "scalar";
@@ -159,12 +198,12 @@ std::string_view isa_name(Isa isa) {
 }
 
 void matmul_rows(Isa isa, const Matrix& w, const float* x, int64_t n, float* y, int64_t row_begin,
-                 int64_t row_end) {
+                 int64_t row_end, MatmulActivations act) {
     check_call(w, x, n, y);
     if (row_begin < 0 || row_end > w.rows || row_begin > row_end)
         fail(ErrorKind::Internal, "matmul_rows: row range [{}, {}) outside [0, {})", row_begin, row_end, w.rows);
     if (n == 0 || row_begin == row_end) return;
-    const cpu::IsaKernels& k = kernels_for(isa);
+    const cpu::IsaKernels& k = kernels_for(isa, act);
     std::vector<float> xprep(k.prep_floats(w, n));
     if (!xprep.empty()) k.prepare(w, x, n, xprep.data());
     cpu::KernelArgs args{&w, x, n, y, xprep.empty() ? nullptr : xprep.data()};
@@ -182,7 +221,7 @@ void matmul(const Matrix& w, const float* x, int64_t n, float* y, ThreadPool* po
         std::fill(y, y + n * w.rows, 0.0f);
         return;
     }
-    const cpu::IsaKernels& k = kernels_for(active_isa());
+    const cpu::IsaKernels& k = kernels_for(active_isa(), matmul_activations());
     std::vector<float> xprep(k.prep_floats(w, n));
     if (!xprep.empty()) k.prepare(w, x, n, xprep.data());
     const cpu::KernelArgs args{&w, x, n, y, xprep.empty() ? nullptr : xprep.data()};
