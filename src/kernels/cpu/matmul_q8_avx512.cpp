@@ -135,15 +135,16 @@ __m512i group_of_lane() {
     return _mm512_srli_epi32(_mm512_mullo_epi32(k, _mm512_set1_epi32(cols_per_lane)), shift);
 }
 
-// RB rows. sd[i * ldsd + g] = s_g d_g of row i (padded by 4 floats), bias[i] its bias term.
+// RB rows. sd[i * ldsd + g] = s_g d_g of row i (padded by 4 floats), bias[i] its bias term (lanes
+// of partial sums).
 template <int Bits, int G, int RB>
 void decode_block(const uint8_t* codes, int64_t row_bytes, int64_t cols, const int8_t* xq, const float* sd,
-                  int64_t ldsd, const float* bias, float* y) {
+                  int64_t ldsd, const __m512* bias, float* y) {
     constexpr int64_t kChunkCols = Bits == 4 ? 128 : 64;
     const __m512i lanes = group_of_lane<Bits, G>();
     const __m512i low = _mm512_set1_epi8(0x0f);
     __m512 acc[RB];
-    for (int i = 0; i < RB; ++i) acc[i] = _mm512_setzero_ps();
+    for (int i = 0; i < RB; ++i) acc[i] = bias[i];
     const int64_t chunks = (cols + kChunkCols - 1) / kChunkCols;
     for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t left_bytes = (cols - ch * kChunkCols) * Bits / 8;
@@ -174,11 +175,12 @@ void decode_block(const uint8_t* codes, int64_t row_bytes, int64_t cols, const i
             acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[i]);
         }
     }
-    for (int i = 0; i < RB; ++i) y[i] = _mm512_reduce_add_ps(acc[i]) + bias[i];
+    for (int i = 0; i < RB; ++i) y[i] = _mm512_reduce_add_ps(acc[i]);
 }
 
-// s_g d_g of one row into sd (16 groups per instruction) and its bias term sum_g b_g (d_g isum_g).
-inline float row_params(const Matrix& w, int64_t row, int64_t groups, const float* d, const float* xs, float* sd) {
+// s_g d_g of one row into sd (16 groups per instruction) and its bias term sum_g b_g (d_g isum_g),
+// as 16 partial sums.
+inline __m512 row_params(const Matrix& w, int64_t row, int64_t groups, const float* d, const float* xs, float* sd) {
     const int64_t es = int64_t(dtype_size(w.scale_dtype));
     const auto* s = static_cast<const uint8_t*>(w.scales) + row * groups * es;
     const auto* b = static_cast<const uint8_t*>(w.biases) + row * groups * es;
@@ -191,7 +193,7 @@ inline float row_params(const Matrix& w, int64_t row, int64_t groups, const floa
         bacc = _mm512_fmadd_ps(avx512_load_params16(b + g * es, w.scale_dtype, m), _mm512_maskz_loadu_ps(m, xs + g),
                                bacc);
     }
-    return _mm512_reduce_add_ps(bacc);
+    return bacc;
 }
 
 template <int Bits, int G>
@@ -204,7 +206,7 @@ void decode_rows(const Matrix& w, const float* prep, float* y, int64_t r0, int64
     const auto* base = static_cast<const uint8_t*>(w.data);
     const int64_t ldsd = L.groups + 4;
     ScratchFloats sd(size_t(4 * ldsd));
-    float bias[4];
+    __m512 bias[4];
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) {
         if (r + 8 <= r1)  // the next block: rows are too short for the hardware prefetcher
