@@ -78,7 +78,7 @@ std::vector<Case> cases() {
     for (int bits : {4, 8})
         for (int group : {32, 64, 128})
             for (int64_t cols : {int64_t(group), int64_t(3 * group), int64_t(5 * group), int64_t(2048)})
-                for (int64_t n : {1, 2, 3, 4, 5, 16, 17, 33, 70}) {
+                for (int64_t n : {1, 2, 3, 4, 5, 9, 16, 17, 24, 33, 41, 70}) {
                     const int64_t rows = (i % 3 == 0) ? 1 : (i % 3 == 1) ? 13 : 37;
                     out.push_back({bits, group, dtypes[i % 3], rows, cols, n});
                     ++i;

@@ -237,6 +237,38 @@ void matmul(const Matrix& w, const float* x, int64_t n, float* y, ThreadPool* po
     pool->parallel_for(w.rows, grain, [&](int64_t begin, int64_t end) { k.rows(args, begin, end); });
 }
 
+void matmul_pair(const Matrix& a, const Matrix& b, const float* x, int64_t n, float* ya, float* yb,
+                 ThreadPool* pool) {
+    check_call(a, x, n, ya);
+    check_call(b, x, n, yb);
+    const bool shared = a.format == b.format && a.cols == b.cols && a.bits == b.bits && a.group_size == b.group_size;
+    if (!shared || n == 0 || a.cols == 0 || a.rows == 0 || b.rows == 0) {
+        matmul(a, x, n, ya, pool);
+        matmul(b, x, n, yb, pool);
+        return;
+    }
+    const cpu::IsaKernels& k = kernels_for(active_isa(), matmul_activations());
+    std::vector<float> xprep(k.prep_floats(a, n));
+    if (!xprep.empty()) k.prepare(a, x, n, xprep.data());
+    const float* prep = xprep.empty() ? nullptr : xprep.data();
+    const cpu::KernelArgs args_a{&a, x, n, ya, prep}, args_b{&b, x, n, yb, prep};
+    const int64_t rows = a.rows + b.rows;
+    auto run = [&](int64_t begin, int64_t end) {  // rows of A, then rows of B
+        if (begin < a.rows) k.rows(args_a, begin, std::min(end, a.rows));
+        if (end > a.rows) k.rows(args_b, std::max(begin, a.rows) - a.rows, end - a.rows);
+    };
+
+    const int64_t row_bytes = std::max<int64_t>(int64_t(a.row_bytes()), 1);
+    const int64_t total = row_bytes * rows * std::min<int64_t>(n, 64);
+    if (pool == nullptr || pool->size() == 1 || total < kMinParallelBytes) {
+        run(0, rows);
+        return;
+    }
+    int64_t grain = std::max<int64_t>(kRowTile, kChunkBytes / row_bytes);
+    grain = (grain + kRowTile - 1) / kRowTile * kRowTile;
+    pool->parallel_for(rows, grain, run);
+}
+
 void dequantize_row(const Matrix& w, int64_t row, float* out) {
     cpu::check_matrix(w);
     if (row < 0 || row >= w.rows)

@@ -57,6 +57,12 @@ void matmul_rows(Isa isa, const Matrix& w, const float* x, int64_t n, float* y, 
 // All rows, split across the pool (nullptr: run on the calling thread).
 void matmul(const Matrix& w, const float* x, int64_t n, float* y, ThreadPool* pool);
 
+// ya = A x and yb = B x over the same activations (an FFN's gate and up projections) as one
+// parallel loop, preparing (quantising) x once when A and B share format, bits, group size and
+// columns; otherwise two matmul calls. Results are bit-identical to two matmul calls.
+void matmul_pair(const Matrix& a, const Matrix& b, const float* x, int64_t n, float* ya, float* yb,
+                 ThreadPool* pool);
+
 // Dequantises/converts row `row` of w into fp32 `out` [w.cols] (reference semantics for every format).
 void dequantize_row(const Matrix& w, int64_t row, float* out);
 

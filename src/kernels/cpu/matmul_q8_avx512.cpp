@@ -232,67 +232,99 @@ void decode_dispatch(const Matrix& w, const float* prep, float* y, int64_t r0, i
 
 // ---- prompt ----
 
-// Rows [0, MR) of a tile (codes one byte each, ldw bytes apart) times NT blocks of 16 tokens.
-// sc/bi: the tile's fp32 scales/biases [row][group]. Writes y[t * ldy + i] for valid tokens.
-template <int MR, int NT>
+// Token vectors: all 16 tokens of a block (zmm), or its first 8 (ymm) when no more are valid.
+struct Tok16 {
+    using I = __m512i;
+    using F = __m512;
+    static constexpr int64_t kTokens = 16;
+    static I zero_i() { return _mm512_setzero_si512(); }
+    static F zero_f() { return _mm512_setzero_ps(); }
+    static I load_i(const void* p) { return _mm512_loadu_si512(p); }
+    static I set1_i(int32_t v) { return _mm512_set1_epi32(v); }
+    static I dot(I acc, I w, I x) { return _mm512_dpbusd_epi32(acc, w, x); }
+    static F load_f(const float* p) { return _mm512_loadu_ps(p); }
+    static F set1_f(float v) { return _mm512_set1_ps(v); }
+    static F scale_add(I isum, F s, F d, F acc) { return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(s, d), acc); }
+    static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+    static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+};
+struct Tok8 {
+    using I = __m256i;
+    using F = __m256;
+    static constexpr int64_t kTokens = 8;
+    static I zero_i() { return _mm256_setzero_si256(); }
+    static F zero_f() { return _mm256_setzero_ps(); }
+    static I load_i(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+    static I set1_i(int32_t v) { return _mm256_set1_epi32(v); }
+    static I dot(I acc, I w, I x) { return _mm256_dpbusd_epi32(acc, w, x); }
+    static F load_f(const float* p) { return _mm256_loadu_ps(p); }
+    static F set1_f(float v) { return _mm256_set1_ps(v); }
+    static F scale_add(I isum, F s, F d, F acc) { return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(s, d), acc); }
+    static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+    static void store(float* p, F v) { _mm256_storeu_ps(p, v); }
+};
+
+// Rows [0, MR) of a tile (codes one byte each, ldw bytes apart) times NT blocks of tokens (the
+// first V::kTokens of each 16-token block). sc/bi: the tile's fp32 scales/biases [row][group].
+// Writes y[t * ldy + i] for the `tokens` valid tokens.
+template <class V, int MR, int NT>
 void gemm_micro(const uint8_t* wt, int64_t ldw, const float* xblk, int64_t ldx, const GemmLayout& L, int64_t G,
                 const float* sc, const float* bi, int64_t tokens, float* y, int64_t ldy) {
-    __m512 acc[MR][NT];
+    using I = typename V::I;
+    using F = typename V::F;
+    F acc[MR][NT];
     for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_setzero_ps();
+        for (int j = 0; j < NT; ++j) acc[i][j] = V::zero_f();
     const int64_t qpg = G / 4;  // quads per group
     for (int64_t g = 0; g < L.groups; ++g) {
-        __m512i isum[MR][NT];
+        I isum[MR][NT];
         for (int i = 0; i < MR; ++i)
-            for (int j = 0; j < NT; ++j) isum[i][j] = _mm512_setzero_si512();
+            for (int j = 0; j < NT; ++j) isum[i][j] = V::zero_i();
         const uint8_t* wg = wt + g * G;
         for (int64_t k = 0; k < qpg; ++k) {
-            __m512i xv[NT];
+            I xv[NT];
             for (int j = 0; j < NT; ++j)
-                xv[j] = _mm512_loadu_si512(reinterpret_cast<const uint8_t*>(xblk + j * ldx) + (g * qpg + k) * 64);
+                xv[j] = V::load_i(reinterpret_cast<const uint8_t*>(xblk + j * ldx) + (g * qpg + k) * 64);
             for (int i = 0; i < MR; ++i) {
                 int32_t quad;
                 std::memcpy(&quad, wg + i * ldw + k * 4, 4);
-                const __m512i wv = _mm512_set1_epi32(quad);
-                for (int j = 0; j < NT; ++j) isum[i][j] = _mm512_dpbusd_epi32(isum[i][j], wv, xv[j]);
+                const I wv = V::set1_i(quad);
+                for (int j = 0; j < NT; ++j) isum[i][j] = V::dot(isum[i][j], wv, xv[j]);
             }
         }
-        __m512 dv[NT], xsv[NT];
+        F dv[NT], xsv[NT];
         for (int j = 0; j < NT; ++j) {
             const float* d = xblk + j * ldx + L.q_floats();
-            dv[j] = _mm512_loadu_ps(d + g * kLanes);
-            xsv[j] = _mm512_loadu_ps(d + L.groups * kLanes + g * kLanes);
+            dv[j] = V::load_f(d + g * kLanes);
+            xsv[j] = V::load_f(d + L.groups * kLanes + g * kLanes);
         }
         for (int i = 0; i < MR; ++i) {
-            const __m512 s = _mm512_set1_ps(sc[i * L.groups + g]);
-            const __m512 b = _mm512_set1_ps(bi[i * L.groups + g]);
-            for (int j = 0; j < NT; ++j) {
-                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][j]), _mm512_mul_ps(s, dv[j]), acc[i][j]);
-                acc[i][j] = _mm512_fmadd_ps(b, xsv[j], acc[i][j]);
-            }
+            const F s = V::set1_f(sc[i * L.groups + g]);
+            const F b = V::set1_f(bi[i * L.groups + g]);
+            for (int j = 0; j < NT; ++j) acc[i][j] = V::fmadd(b, xsv[j], V::scale_add(isum[i][j], s, dv[j], acc[i][j]));
         }
     }
     alignas(64) float out[kLanes];
     for (int i = 0; i < MR; ++i)
         for (int j = 0; j < NT; ++j) {
-            _mm512_store_ps(out, acc[i][j]);
-            const int64_t valid = imin(kLanes, tokens - j * kLanes);
+            V::store(out, acc[i][j]);
+            const int64_t valid = imin(V::kTokens, tokens - j * kLanes);
             for (int64_t l = 0; l < valid; ++l) y[(j * kLanes + l) * ldy + i] = out[l];
         }
 }
 
-template <int NT>
+template <class V, int NT>
 void gemm_micro_rows(int mr, const uint8_t* wt, int64_t ldw, const float* xblk, int64_t ldx, const GemmLayout& L,
                      int64_t G, const float* sc, const float* bi, int64_t tokens, float* y, int64_t ldy) {
     switch (mr) {
-        case 8: gemm_micro<8, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
-        case 7: gemm_micro<7, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
-        case 6: gemm_micro<6, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
-        case 5: gemm_micro<5, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
-        case 4: gemm_micro<4, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
-        case 3: gemm_micro<3, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
-        case 2: gemm_micro<2, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
-        default: gemm_micro<1, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
+        case 8: gemm_micro<V, 8, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
+        case 7: gemm_micro<V, 7, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
+        case 6: gemm_micro<V, 6, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
+        case 5: gemm_micro<V, 5, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
+        case 4: gemm_micro<V, 4, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
+        case 3: gemm_micro<V, 3, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
+        case 2: gemm_micro<V, 2, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
+        default: gemm_micro<V, 1, NT>(wt, ldw, xblk, ldx, L, G, sc, bi, tokens, y, ldy); return;
     }
 }
 
@@ -338,19 +370,24 @@ void gemm_rows(const Matrix& w, const float* prep, int64_t n, float* y, int64_t 
         for (int64_t i = 0; i < rows; ++i)
             avx512_load_params(w, rb + i, L.groups, sc + i * L.groups, bi + i * L.groups);
         for (int64_t blk = 0; blk < L.blocks;) {
-            const int nt = L.blocks - blk >= 2 ? 2 : 1;
+            // Two blocks of 16 tokens at a time while the second has more than 8; a block of at most 8
+            // tokens in half vectors.
+            const int nt = L.blocks - blk >= 2 && n - (blk + 1) * kLanes > Tok8::kTokens ? 2 : 1;
             const int64_t tokens = imin(nt * kLanes, n - blk * kLanes);
+            const bool half = tokens <= Tok8::kTokens;
             const float* xblk = prep + blk * L.block_floats();
             const int mr_max = nt == 2 ? 4 : 8;
             for (int64_t i0 = 0; i0 < rows; i0 += mr_max) {
                 const int mr = int(imin(mr_max, rows - i0));
                 float* yt = y + blk * kLanes * w.rows + rb + i0;
+                const uint8_t* wi = wt + i0 * ldw;
+                const float *si = sc + i0 * L.groups, *bj = bi + i0 * L.groups;
                 if (nt == 2)
-                    gemm_micro_rows<2>(mr, wt + i0 * ldw, ldw, xblk, L.block_floats(), L, G, sc + i0 * L.groups,
-                                       bi + i0 * L.groups, tokens, yt, w.rows);
+                    gemm_micro_rows<Tok16, 2>(mr, wi, ldw, xblk, L.block_floats(), L, G, si, bj, tokens, yt, w.rows);
+                else if (half)
+                    gemm_micro_rows<Tok8, 1>(mr, wi, ldw, xblk, L.block_floats(), L, G, si, bj, tokens, yt, w.rows);
                 else
-                    gemm_micro_rows<1>(mr, wt + i0 * ldw, ldw, xblk, L.block_floats(), L, G, sc + i0 * L.groups,
-                                       bi + i0 * L.groups, tokens, yt, w.rows);
+                    gemm_micro_rows<Tok16, 1>(mr, wi, ldw, xblk, L.block_floats(), L, G, si, bj, tokens, yt, w.rows);
             }
             blk += nt;
         }
