@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <vector>
 
 using namespace flashmoe;
@@ -190,6 +191,7 @@ TEST(CpuMatmulQ8, ErrorIsSmallRelativeToTheExactProduct) {
                 ref2 += double(ref[i]) * ref[i];
             }
             const double rel = std::sqrt(err2 / ref2);
+            std::printf("int8 activations, %d-bit weights, n %d: rms error %.3f%% of rms y\n", bits, int(n), 100 * rel);
             EXPECT_LT(rel, 1e-2) << "bits " << bits << " n " << n;
             EXPECT_GT(rel, 1e-6) << "bits " << bits << " n " << n << ": suspiciously exact";
         }
