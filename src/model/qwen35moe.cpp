@@ -272,8 +272,7 @@ void Qwen35Moe::moe(int64_t layer, int64_t k, int64_t n, const float* x, float* 
             const int64_t t = list[size_t(r)] / k;
             std::copy(x + t * H, x + (t + 1) * H, &xin[size_t(r * H)]);
         }
-        matmul(ew.gate, xin.data(), m, gate.data(), pool_);
-        matmul(ew.up, xin.data(), m, up.data(), pool_);
+        matmul_pair(ew.gate, ew.up, xin.data(), m, gate.data(), up.data(), pool_);
         for (size_t j = 0; j < gate.size(); ++j) gate[j] = cpu::silu(gate[j]) * up[j];
         matmul(ew.down, gate.data(), m, y.data(), pool_);
         for (int64_t r = 0; r < m; ++r) {
@@ -297,8 +296,7 @@ void Qwen35Moe::moe(int64_t layer, int64_t k, int64_t n, const float* x, float* 
     if (!w.has_shared) return;
     const int64_t S = c.shared_expert_intermediate_size;
     std::vector<float> gate(size_t(n * S)), up(size_t(n * S)), y(size_t(n * H)), g(static_cast<size_t>(n));
-    matmul(w.shared.gate, x, n, gate.data(), pool_);
-    matmul(w.shared.up, x, n, up.data(), pool_);
+    matmul_pair(w.shared.gate, w.shared.up, x, n, gate.data(), up.data(), pool_);
     for (size_t j = 0; j < gate.size(); ++j) gate[j] = cpu::silu(gate[j]) * up[j];
     matmul(w.shared.down, gate.data(), n, y.data(), pool_);
     matmul(w.shared_gate, x, n, g.data(), pool_);
