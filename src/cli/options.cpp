@@ -57,6 +57,7 @@ SamplingParams resolve_sampling(const SamplingFlags& f, SamplingParams p) {
 #include "cli/chat_terminal.h"
 #include "engine/loaded_model.h"
 #include "store/convert.h"
+#include "kernels/cpu/matmul.h"
 #include "store/packed_writer.h"
 #include "util/progress.h"
 #include "util/sys.h"
@@ -71,6 +72,10 @@ void add_model_flags(CLI::App* app, ModelFlags& f) {
     app->add_option("--cache", f.cache, "expert cache budget, e.g. 6GiB")->capture_default_str();
     app->add_option("--io-threads", f.io_threads, "parallel expert reads")->capture_default_str();
     app->add_option("--threads,-t", f.threads, "compute threads (0 = all cores)");
+    app->add_option("--matmul-act", f.matmul_act,
+                    "CPU activations on 4/8-bit weights: auto (int8 where the CPU has AVX-512 VNNI), int8, or f32 "
+                    "(exact)")
+        ->capture_default_str();
     app->add_option("--quant", f.quant, "experts when converting a snapshot: auto, q4, q8, bf16")->capture_default_str();
     app->add_option("--dense-quant", f.dense_quant, "dense matrices when converting a float snapshot: none, q8, q4")
         ->capture_default_str();
@@ -84,6 +89,12 @@ std::unique_ptr<LoadedModel> open_model(const std::string& path, const ModelFlag
     if (f.threads < 0) fail(ErrorKind::BadInput, "--threads must not be negative");
     if (f.io_threads < 1 || f.io_threads > 256) fail(ErrorKind::BadInput, "--io-threads must be between 1 and 256");
     if (f.threads > 0) set_default_pool_threads(f.threads);
+    if (f.matmul_act != "auto") {
+        MatmulActivations act;
+        if (!parse_matmul_activations(f.matmul_act, &act))
+            fail(ErrorKind::BadInput, "--matmul-act '{}' is not one of auto, int8, f32", f.matmul_act);
+        set_matmul_activations(act);
+    }
     ExpertStoreOptions options;
     options.mode = parse_io_mode(f.io);
     options.cache_bytes = parse_size(f.cache, "--cache");
