@@ -168,6 +168,283 @@ __global__ void matmul_kernel(DMat w, const float* x, int64_t n, float* y) {
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
+// ---- single-token products (decode): x held in registers ----
+//
+// A weight row is read as 16-byte chunks; L lanes share a row (lane li takes chunks li, li + L, ...,
+// CH of them), so a warp works on 32 / L rows at once, and keeps the columns of x it needs in
+// registers for every row it visits (reading x once per row, as the multi-token path does, costs
+// more cache bandwidth than the weights themselves). Codes become floats exactly by byte permutes
+// into 2^23's mantissa. Per 16-byte chunk (never straddling a group): s * sum(q x) + b * sum(x).
+// Only for affine 4- or 8-bit rows whose chunk count fits one of the shapes gemv_shape() lists.
+
+__device__ __forceinline__ float code_f(uint32_t v, uint32_t sel) {
+    return __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7440u | sel)) - 8388608.0f;
+}
+
+template <int BITS, int L, int CH>
+struct Gemv {
+    static constexpr int kCpc = 128 / BITS;  // columns per 16-byte chunk
+    static constexpr int kRpw = 32 / L;       // rows a warp works on at once
+    float x[CH * kCpc];
+    float sx[CH];
+
+    __device__ __forceinline__ void load_x(const float* xrow, int li) {
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch) {
+            const float4* p = reinterpret_cast<const float4*>(xrow + int64_t(ch * L + li) * kCpc);
+            float s = 0;
+#pragma unroll
+            for (int v = 0; v < kCpc / 4; ++v) {
+                const float4 f = p[v];
+                x[ch * kCpc + 4 * v] = f.x;
+                x[ch * kCpc + 4 * v + 1] = f.y;
+                x[ch * kCpc + 4 * v + 2] = f.z;
+                x[ch * kCpc + 4 * v + 3] = f.w;
+                s += (f.x + f.y) + (f.z + f.w);
+            }
+            sx[ch] = s;
+        }
+    }
+
+    struct Row {
+        uint4 q[CH];
+        float s[CH], b[CH];
+    };
+
+    __device__ __forceinline__ static void load_row(const DMat& w, int64_t r, int li, Row& row) {
+        const uint4* p = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(w.data) + r * w.row_bytes);
+        const int64_t gbase = r * (w.cols / w.group);
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch) {
+            row.q[ch] = p[ch * L + li];
+            const int64_t g = gbase + int64_t(ch * L + li) * kCpc / w.group;
+            row.s[ch] = load_scale(w.scales, w.scale_dtype, g);
+            row.b[ch] = load_scale(w.biases, w.scale_dtype, g);
+        }
+    }
+
+    // The full dot product (reduced over the row's L lanes; every lane of the group gets it).
+    __device__ __forceinline__ float dot(const Row& row) const {
+        float acc = 0;
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch) {
+            const uint32_t wq[4] = {row.q[ch].x, row.q[ch].y, row.q[ch].z, row.q[ch].w};
+            const float* xc = x + ch * kCpc;
+            float qa = 0, qb = 0;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (BITS == 4) {
+                    const uint32_t lo = wq[i] & 0x0F0F0F0Fu, hi = (wq[i] >> 4) & 0x0F0F0F0Fu;
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        qa = fmaf(code_f(lo, j), xc[i * 8 + 2 * j], qa);
+                        qb = fmaf(code_f(hi, j), xc[i * 8 + 2 * j + 1], qb);
+                    }
+                } else {
+#pragma unroll
+                    for (int j = 0; j < 4; j += 2) {
+                        qa = fmaf(code_f(wq[i], j), xc[i * 4 + j], qa);
+                        qb = fmaf(code_f(wq[i], j + 1), xc[i * 4 + j + 1], qb);
+                    }
+                }
+            }
+            acc = fmaf(row.s[ch], qa + qb, fmaf(row.b[ch], sx[ch], acc));
+        }
+#pragma unroll
+        for (int o = L / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        return acc;
+    }
+};
+
+// Shapes with a fast single-token path: (bits, lanes per row, chunks per lane) as one small code.
+enum GemvShape : int { kGemvNone = 0, kG4L16C1, kG4L32C1, kG4L32C2, kG4L32C4, kG8L32C1, kG8L32C2, kG8L32C4 };
+
+__host__ __device__ inline int gemv_shape(const DMat& w) {
+    if (w.format != kAffine || (w.bits != 4 && w.bits != 8)) return kGemvNone;
+    if (w.row_bytes * 8 != w.cols * w.bits || (w.row_bytes & 15) != 0) return kGemvNone;
+    const int64_t cpc = 128 / w.bits;
+    if (w.group % cpc != 0) return kGemvNone;
+    const int64_t chunks = w.row_bytes / 16;
+    if (w.bits == 4) {
+        if (chunks == 16) return kG4L16C1;
+        if (chunks == 32) return kG4L32C1;
+        if (chunks == 64) return kG4L32C2;
+        if (chunks == 128) return kG4L32C4;
+    } else {
+        if (chunks == 32) return kG8L32C1;
+        if (chunks == 64) return kG8L32C2;
+        if (chunks == 128) return kG8L32C4;
+    }
+    return kGemvNone;
+}
+
+// Rows a warp works on at once for a shape.
+__host__ __device__ inline int gemv_rpw(int shape) { return shape == kG4L16C1 ? 2 : 1; }
+
+// Up to four matrices sharing one single-token input, one launch: block b belongs to the matrix m
+// with first_block[m] <= b < first_block[m + 1]; each warp takes `rows_per_warp` row-sets.
+struct GemvBatch {
+    DMat w[kMaxGemvMats];
+    float* y[kMaxGemvMats];
+    int first_block[kMaxGemvMats + 1];
+    int count = 0;
+    int rows_per_warp = 1;
+};
+
+template <int BITS, int L, int CH>
+__device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* y, int64_t warp, int rpw_iters) {
+    using G = Gemv<BITS, L, CH>;
+    const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
+    int64_t rs = warp * G::kRpw * rpw_iters;  // first row of the warp's current row-set
+    if (rs >= w.rows) return;                 // (uniform over the warp, as every branch below)
+    G g;
+    g.load_x(x, li);
+    typename G::Row cur, nxt;
+    G::load_row(w, min(rs + sub, w.rows - 1), li, cur);
+    for (int it = 0; it < rpw_iters; ++it) {
+        const bool more = it + 1 < rpw_iters && rs + G::kRpw < w.rows;
+        if (more) G::load_row(w, min(rs + G::kRpw + sub, w.rows - 1), li, nxt);
+        const float v = g.dot(cur);
+        if (li == 0 && rs + sub < w.rows) y[rs + sub] = v;
+        if (!more) break;
+        cur = nxt;
+        rs += G::kRpw;
+    }
+}
+
+template <int BITS, int L, int CH>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32) gemv_batch_kernel(GemvBatch b, const float* x) {
+    int m = 0;
+    while (m + 1 < b.count && int(blockIdx.x) >= b.first_block[m + 1]) ++m;
+    const int64_t warp = int64_t(blockIdx.x - b.first_block[m]) * kWarpsPerBlock + threadIdx.x / 32;
+    gemv_warp<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
+}
+
+// Row-sets per warp: enough warps to fill the chip twice over, at most 16 row-sets each.
+int gemv_rows_per_warp(int64_t rows, int rpw) {
+    const int64_t sets = (rows + rpw - 1) / rpw;
+    return int(std::clamp<int64_t>(sets / (132 * 16 * 2), 1, 16));
+}
+
+// ---- single-token routed experts ----
+// One block: kWarpsPerBlock warps of one slot; gate/up rows of one expert (or down rows). The
+// expert's formats decide the path at run time (uniform over the block): the register path above
+// for the shapes it takes, else row_dot<1>. `ids` == nullptr: jobs are host-grouped, one slot each
+// (slot = slots[job.slot_begin]); else slot = blockIdx.y and the job is table[ids[slot]].
+
+template <int BITS, int L, int CH>
+__device__ __forceinline__ void gate_up_warp(const ExpertJob& job, const float* x, float* act, int64_t inter,
+                                             int64_t warp, int rpw_iters) {
+    using G = Gemv<BITS, L, CH>;
+    const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
+    int64_t rs = warp * G::kRpw * rpw_iters;
+    if (rs >= inter) return;
+    G g;
+    g.load_x(x, li);
+    for (int it = 0; it < rpw_iters && rs < inter; ++it, rs += G::kRpw) {
+        typename G::Row rg, ru;
+        const int64_t r = min(rs + sub, inter - 1);
+        G::load_row(job.gate, r, li, rg);
+        G::load_row(job.up, r, li, ru);
+        const float gv = g.dot(rg), uv = g.dot(ru);
+        if (li == 0 && rs + sub < inter) act[rs + sub] = silu(gv) * uv;
+    }
+}
+
+template <int BITS, int L, int CH>
+__device__ __forceinline__ void down_warp(const DMat& w, const float* a, float wt, float* out, int64_t warp,
+                                          int rpw_iters) {
+    using G = Gemv<BITS, L, CH>;
+    const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
+    int64_t rs = warp * G::kRpw * rpw_iters;
+    if (rs >= w.rows) return;
+    G g;
+    g.load_x(a, li);
+    typename G::Row cur, nxt;
+    G::load_row(w, min(rs + sub, w.rows - 1), li, cur);
+    for (int it = 0; it < rpw_iters; ++it) {
+        const bool more = it + 1 < rpw_iters && rs + G::kRpw < w.rows;
+        if (more) G::load_row(w, min(rs + G::kRpw + sub, w.rows - 1), li, nxt);
+        const float v = g.dot(cur);
+        if (li == 0 && rs + sub < w.rows) out[rs + sub] = v * wt;
+        if (!more) break;
+        cur = nxt;
+        rs += G::kRpw;
+    }
+}
+
+constexpr int kGateUpRowsPerWarp = 2;  // rows of gate and of up
+constexpr int kDownRowsPerWarp = 4;
+
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    moe_gate_up_one_kernel(const ExpertJob* jobs, const int32_t* ids, const int32_t* slots, int64_t k, const float* x,
+                           int64_t hidden, float* act, int64_t inter) {
+    int64_t slot;
+    const ExpertJob* job;
+    if (ids) {
+        slot = blockIdx.y;
+        job = &jobs[ids[slot]];
+    } else {
+        job = &jobs[blockIdx.y];
+        slot = slots[job->slot_begin];
+    }
+    const float* xr = x + (slot / k) * hidden;
+    float* ar = act + slot * inter;
+    const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    const int shape = gemv_shape(job->gate);
+    if (shape != kGemvNone && shape == gemv_shape(job->up)) {
+        switch (shape) {
+            case kG4L16C1: gate_up_warp<4, 16, 1>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp / 2); return;
+            case kG4L32C1: gate_up_warp<4, 32, 1>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp); return;
+            case kG4L32C2: gate_up_warp<4, 32, 2>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp); return;
+            case kG8L32C2: gate_up_warp<8, 32, 2>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp); return;
+            default: break;
+        }
+    }
+    // generic: one warp per row, rows of this block's share
+    const int lane = threadIdx.x & 31;
+    for (int64_t r = warp * kGateUpRowsPerWarp; r < inter && r < (warp + 1) * kGateUpRowsPerWarp; ++r) {
+        const float* xs[1] = {xr};
+        float g[1], u[1];
+        row_dot<1>(job->gate, r, xs, g, lane);
+        row_dot<1>(job->up, r, xs, u, lane);
+        if (lane == 0) ar[r] = silu(g[0]) * u[0];
+    }
+}
+
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    moe_down_one_kernel(const ExpertJob* jobs, const int32_t* ids, const int32_t* slots, const float* act,
+                        int64_t inter, const float* weights, float* routed, int64_t hidden) {
+    int64_t slot;
+    const ExpertJob* job;
+    if (ids) {
+        slot = blockIdx.y;
+        job = &jobs[ids[slot]];
+    } else {
+        job = &jobs[blockIdx.y];
+        slot = slots[job->slot_begin];
+    }
+    const float* ar = act + slot * inter;
+    float* out = routed + slot * hidden;
+    const float wt = weights[slot];
+    const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    switch (gemv_shape(job->down)) {
+        case kG4L16C1: down_warp<4, 16, 1>(job->down, ar, wt, out, warp, kDownRowsPerWarp / 2); return;
+        case kG4L32C1: down_warp<4, 32, 1>(job->down, ar, wt, out, warp, kDownRowsPerWarp); return;
+        case kG4L32C2: down_warp<4, 32, 2>(job->down, ar, wt, out, warp, kDownRowsPerWarp); return;
+        case kG8L32C2: down_warp<8, 32, 2>(job->down, ar, wt, out, warp, kDownRowsPerWarp); return;
+        default: break;
+    }
+    const int lane = threadIdx.x & 31;
+    for (int64_t r = warp * kDownRowsPerWarp; r < hidden && r < (warp + 1) * kDownRowsPerWarp; ++r) {
+        const float* xs[1] = {ar};
+        float y[1];
+        row_dot<1>(job->down, r, xs, y, lane);
+        if (lane == 0) out[r] = y[0] * wt;
+    }
+}
+
+
 template <int NT>
 __global__ void moe_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, int64_t k, const float* x,
                                    int64_t hidden, float* act, int64_t inter) {
@@ -219,34 +496,6 @@ __global__ void moe_down_kernel(const ExpertJob* jobs, const int32_t* slots, con
     }
 }
 
-// One warp per (row, slot): expert ids[slot] from the resident table.
-__global__ void moe_gate_up_routed_kernel(const ExpertJob* table, const int32_t* ids, int64_t k, const float* x,
-                                          int64_t hidden, float* act, int64_t inter) {
-    const int64_t slot = blockIdx.y;
-    const ExpertJob& job = table[ids[slot]];
-    const int lane = threadIdx.x & 31;
-    const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-    if (r >= inter) return;
-    const float* xs[1] = {x + (slot / k) * hidden};
-    float g[1], u[1];
-    row_dot<1>(job.gate, r, xs, g, lane);
-    row_dot<1>(job.up, r, xs, u, lane);
-    if (lane == 0) act[slot * inter + r] = silu(g[0]) * u[0];
-}
-
-__global__ void moe_down_routed_kernel(const ExpertJob* table, const int32_t* ids, const float* act, int64_t inter,
-                                       const float* weights, float* routed, int64_t hidden) {
-    const int64_t slot = blockIdx.y;
-    const ExpertJob& job = table[ids[slot]];
-    const int lane = threadIdx.x & 31;
-    const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-    if (r >= hidden) return;
-    const float* xs[1] = {act + slot * inter};
-    float y[1];
-    row_dot<1>(job.down, r, xs, y, lane);
-    if (lane == 0) routed[slot * hidden + r] = y[0] * weights[slot];
-}
-
 __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
     const int64_t t = blockIdx.y;
     const int64_t r = ids[t];
@@ -258,13 +507,60 @@ unsigned blocks_for(int64_t rows) { return unsigned((rows + kWarpsPerBlock - 1) 
 
 }  // namespace
 
+void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, cudaStream_t stream) {
+    // Consecutive matrices of one fast shape share a launch; the others run on their own.
+    int i = 0;
+    while (i < count) {
+        const int shape = gemv_shape(*w[i]);
+        if (shape == kGemvNone || w[i]->rows == 0) {
+            if (w[i]->rows > 0) {
+                matmul_kernel<1><<<dim3(blocks_for(w[i]->rows), 1), kWarpsPerBlock * 32, 0, stream>>>(*w[i], x, 1, y[i]);
+                CUDA_CHECK_LAUNCH("matmul_kernel");
+            }
+            ++i;
+            continue;
+        }
+        GemvBatch b;
+        const int rpw = gemv_rpw(shape);
+        int64_t max_rows = 0;
+        int j = i;
+        for (; j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && gemv_shape(*w[j]) == shape; ++j)
+            max_rows = std::max(max_rows, w[j]->rows);
+        b.count = j - i;
+        b.rows_per_warp = gemv_rows_per_warp(max_rows, rpw);
+        const int64_t rows_per_block = int64_t(kWarpsPerBlock) * rpw * b.rows_per_warp;
+        int blocks = 0;
+        for (int m = 0; m < b.count; ++m) {
+            b.w[m] = *w[i + m];
+            b.y[m] = y[i + m];
+            b.first_block[m] = blocks;
+            blocks += int((w[i + m]->rows + rows_per_block - 1) / rows_per_block);
+        }
+        b.first_block[b.count] = blocks;
+        const dim3 grid{unsigned(blocks)}, block{unsigned(kWarpsPerBlock * 32)};
+        switch (shape) {
+            case kG4L16C1: gemv_batch_kernel<4, 16, 1><<<grid, block, 0, stream>>>(b, x); break;
+            case kG4L32C1: gemv_batch_kernel<4, 32, 1><<<grid, block, 0, stream>>>(b, x); break;
+            case kG4L32C2: gemv_batch_kernel<4, 32, 2><<<grid, block, 0, stream>>>(b, x); break;
+            case kG4L32C4: gemv_batch_kernel<4, 32, 4><<<grid, block, 0, stream>>>(b, x); break;
+            case kG8L32C1: gemv_batch_kernel<8, 32, 1><<<grid, block, 0, stream>>>(b, x); break;
+            case kG8L32C2: gemv_batch_kernel<8, 32, 2><<<grid, block, 0, stream>>>(b, x); break;
+            default: gemv_batch_kernel<8, 32, 4><<<grid, block, 0, stream>>>(b, x); break;
+        }
+        CUDA_CHECK_LAUNCH("gemv_batch_kernel");
+        i = j;
+    }
+}
+
 void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream) {
     if (n <= 0 || w.rows == 0) return;
     if (n == 1) {
-        matmul_kernel<1><<<dim3(blocks_for(w.rows), 1), kWarpsPerBlock * 32, 0, stream>>>(w, x, n, y);
-    } else {
-        matmul_kernel<8><<<dim3(blocks_for(w.rows), unsigned((n + 7) / 8)), kWarpsPerBlock * 32, 0, stream>>>(w, x, n, y);
+        const DMat* ws[1] = {&w};
+        float* ys[1] = {y};
+        matmul_multi(ws, ys, 1, x, stream);
+        return;
     }
+    matmul_kernel<8><<<dim3(blocks_for(w.rows), unsigned((n + 7) / 8)), kWarpsPerBlock * 32, 0, stream>>>(w, x, n, y);
     CUDA_CHECK_LAUNCH("matmul_kernel");
 }
 
@@ -277,7 +573,13 @@ void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaSt
 
 void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream) {
     if (b.njobs == 0) return;
-    if (b.max_count == 1) {
+    if (b.max_count == 1 && b.tokens == 1) {
+        moe_gate_up_one_kernel<<<dim3(unsigned((b.intermediate + kWarpsPerBlock * kGateUpRowsPerWarp - 1) /
+                                               (kWarpsPerBlock * kGateUpRowsPerWarp)),
+                                      unsigned(b.njobs)),
+                                 kWarpsPerBlock * 32, 0, stream>>>(b.jobs, nullptr, b.slots, b.k, x, b.hidden, act,
+                                                                   b.intermediate);
+    } else if (b.max_count == 1) {
         moe_gate_up_kernel<1><<<dim3(blocks_for(b.intermediate), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
             b.jobs, b.slots, b.k, x, b.hidden, act, b.intermediate);
     } else {
@@ -289,7 +591,13 @@ void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t str
 
 void moe_down(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream) {
     if (b.njobs == 0) return;
-    if (b.max_count == 1) {
+    if (b.max_count == 1 && b.tokens == 1) {
+        moe_down_one_kernel<<<dim3(unsigned((b.hidden + kWarpsPerBlock * kDownRowsPerWarp - 1) /
+                                            (kWarpsPerBlock * kDownRowsPerWarp)),
+                                   unsigned(b.njobs)),
+                              kWarpsPerBlock * 32, 0, stream>>>(b.jobs, nullptr, b.slots, act, b.intermediate, weights,
+                                                                routed, b.hidden);
+    } else if (b.max_count == 1) {
         moe_down_kernel<1><<<dim3(blocks_for(b.hidden), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
             b.jobs, b.slots, act, b.intermediate, weights, routed, b.hidden);
     } else {
@@ -303,17 +611,22 @@ void moe_down(const MoeBatch& b, const float* act, const float* weights, float* 
 void moe_gate_up_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t k, int64_t hidden,
                         int64_t intermediate, const float* x, float* act, cudaStream_t stream) {
     if (slots <= 0) return;
-    moe_gate_up_routed_kernel<<<dim3(blocks_for(intermediate), unsigned(slots)), kWarpsPerBlock * 32, 0, stream>>>(
-        table, ids, k, x, hidden, act, intermediate);
-    CUDA_CHECK_LAUNCH("moe_gate_up_routed_kernel");
+    moe_gate_up_one_kernel<<<dim3(unsigned((intermediate + kWarpsPerBlock * kGateUpRowsPerWarp - 1) /
+                                           (kWarpsPerBlock * kGateUpRowsPerWarp)),
+                                  unsigned(slots)),
+                             kWarpsPerBlock * 32, 0, stream>>>(table, ids, nullptr, k, x, hidden, act, intermediate);
+    CUDA_CHECK_LAUNCH("moe_gate_up_one_kernel");
 }
 
 void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden, int64_t intermediate,
                      const float* act, const float* weights, float* routed, cudaStream_t stream) {
     if (slots <= 0) return;
-    moe_down_routed_kernel<<<dim3(blocks_for(hidden), unsigned(slots)), kWarpsPerBlock * 32, 0, stream>>>(
-        table, ids, act, intermediate, weights, routed, hidden);
-    CUDA_CHECK_LAUNCH("moe_down_routed_kernel");
+    moe_down_one_kernel<<<dim3(unsigned((hidden + kWarpsPerBlock * kDownRowsPerWarp - 1) /
+                                        (kWarpsPerBlock * kDownRowsPerWarp)),
+                               unsigned(slots)),
+                          kWarpsPerBlock * 32, 0, stream>>>(table, ids, nullptr, act, intermediate, weights, routed,
+                                                            hidden);
+    CUDA_CHECK_LAUNCH("moe_down_one_kernel");
 }
 
 }  // namespace flashmoe::cuda

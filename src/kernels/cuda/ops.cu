@@ -226,68 +226,91 @@ __global__ void conv1d_silu_kernel(const float* x, float* state, const float* ta
     for (int64_t i = 0; i < K - 1; ++i) state[i * C + ch] = window(n + i);
 }
 
-// One warp per (value head, 32 value columns): the columns of the state are independent given
-// q, k, beta and the decay, so each warp keeps its [key_dim, 32] slice in shared memory.
-__global__ void deltanet_kernel(DeltaNetArgs a) {
-    extern __shared__ float sm[];
+// One block per (value head, 32 value columns), kDeltaWarps warps: lane = value column, warp w
+// keeps key rows w, w + kDeltaWarps, ... of the state slice in registers. Per token the two sums
+// over key rows (S k and S q) are per-warp partial sums combined in shared memory, so the state is
+// read from and written to device memory once per launch, however many tokens it runs.
+constexpr int kDeltaWarps = 8;
+constexpr int kDeltaMaxKey = 256;
+constexpr int kDeltaRows = kDeltaMaxKey / kDeltaWarps;  // state rows per thread, at most
+
+__global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs a) {
+    __shared__ float qs[kDeltaMaxKey], ks[kDeltaMaxKey];
+    __shared__ float part_mem[kDeltaWarps][32], part_o[kDeltaWarps][32];
     const int64_t Dk = a.key_dim, Dv = a.value_dim;
-    float* S = sm;             // [Dk][32]
-    float* qn = sm + Dk * 32;  // [Dk]
-    float* kn = qn + Dk;       // [Dk]
-    const int lane = threadIdx.x;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t h = blockIdx.x;
     const int64_t j = int64_t(blockIdx.y) * 32 + lane;
     const bool valid = j < Dv;
     const int64_t kh = h / (a.value_heads / a.key_heads);
     const int64_t kd = a.key_heads * Dk, vd = a.value_heads * Dv;
     float* Sg = a.state + h * Dk * Dv;
-#pragma unroll 8
-    for (int64_t i = 0; i < Dk; ++i) S[i * 32 + lane] = valid ? Sg[i * Dv + j] : 0.0f;
+    float S[kDeltaRows];
+#pragma unroll
+    for (int m = 0; m < kDeltaRows; ++m) {
+        const int64_t i = warp + int64_t(m) * kDeltaWarps;
+        S[m] = valid && i < Dk ? Sg[i * Dv + j] : 0.0f;
+    }
     const float A = expf(a.A_log[h]);
     const float q_scale = 1.0f / sqrtf(float(Dk));
     for (int64_t t = 0; t < a.n; ++t) {
         const float* row = a.qkv + t * a.conv_dim;
+        for (int64_t i = threadIdx.x; i < Dk; i += blockDim.x) {
+            qs[i] = row[kh * Dk + i];
+            ks[i] = row[kd + kh * Dk + i];
+        }
+        const float v = valid ? row[2 * kd + h * Dv + j] : 0.0f;
+        const float beta = sigmoidf_(a.b[t * a.value_heads + h]);
+        const float decay = expf(-A * softplusf_(a.a[t * a.value_heads + h] + a.dt_bias[h]));
+        __syncthreads();
+        // l2 norms (every warp computes them: no extra barrier)
         float sq = 0, sk = 0;
         for (int64_t i = lane; i < Dk; i += 32) {
-            const float qv = row[kh * Dk + i], kv = row[kd + kh * Dk + i];
-            qn[i] = qv;
-            kn[i] = kv;
-            sq += qv * qv;
-            sk += kv * kv;
+            sq += qs[i] * qs[i];
+            sk += ks[i] * ks[i];
         }
         sq = warp_sum(sq);
         sk = warp_sum(sk);
         const float qi = 1.0f / sqrtf(sq + 1e-6f), ki = 1.0f / sqrtf(sk + 1e-6f);
-        __syncwarp();
-        for (int64_t i = lane; i < Dk; i += 32) {
-            qn[i] = (qn[i] * qi) * q_scale;
-            kn[i] = kn[i] * ki;
-        }
-        __syncwarp();
-        const float beta = sigmoidf_(a.b[t * a.value_heads + h]);
-        const float g = -A * softplusf_(a.a[t * a.value_heads + h] + a.dt_bias[h]);
-        const float decay = expf(g);
         float mem = 0;
-#pragma unroll 8
-        for (int64_t i = 0; i < Dk; ++i) {
-            const float sv = S[i * 32 + lane] * decay;
-            S[i * 32 + lane] = sv;
-            mem = fmaf(sv, kn[i], mem);
+#pragma unroll
+        for (int m = 0; m < kDeltaRows; ++m) {
+            const int64_t i = warp + int64_t(m) * kDeltaWarps;
+            if (i < Dk) {
+                S[m] *= decay;
+                mem = fmaf(S[m], ks[i] * ki, mem);
+            }
         }
-        const float v = valid ? row[2 * kd + h * Dv + j] : 0.0f;
+        part_mem[warp][lane] = mem;
+        __syncthreads();
+        mem = 0;
+#pragma unroll
+        for (int w = 0; w < kDeltaWarps; ++w) mem += part_mem[w][lane];
         const float delta = (v - mem) * beta;
         float o = 0;
-#pragma unroll 8
-        for (int64_t i = 0; i < Dk; ++i) {
-            const float sv = fmaf(kn[i], delta, S[i * 32 + lane]);
-            S[i * 32 + lane] = sv;
-            o = fmaf(sv, qn[i], o);
+#pragma unroll
+        for (int m = 0; m < kDeltaRows; ++m) {
+            const int64_t i = warp + int64_t(m) * kDeltaWarps;
+            if (i < Dk) {
+                S[m] = fmaf(ks[i] * ki, delta, S[m]);
+                o = fmaf(S[m], (qs[i] * qi) * q_scale, o);
+            }
         }
-        if (valid) a.out[t * vd + h * Dv + j] = o;
-        __syncwarp();  // qn/kn are rewritten by the next token
+        part_o[warp][lane] = o;
+        __syncthreads();
+        if (warp == 0) {
+            float sum = 0;
+#pragma unroll
+            for (int w = 0; w < kDeltaWarps; ++w) sum += part_o[w][lane];
+            if (valid) a.out[t * vd + h * Dv + j] = sum;
+        }
+        // The next token's first barrier orders these reads before qs/ks/part_* are rewritten.
     }
-    if (valid)
-        for (int64_t i = 0; i < Dk; ++i) Sg[i * Dv + j] = S[i * 32 + lane];
+#pragma unroll
+    for (int m = 0; m < kDeltaRows; ++m) {
+        const int64_t i = warp + int64_t(m) * kDeltaWarps;
+        if (valid && i < Dk) Sg[i * Dv + j] = S[m];
+    }
 }
 
 __global__ void gated_rmsnorm_kernel(float* o, const float* z, const float* w, int64_t dim, float eps) {
@@ -448,11 +471,8 @@ void conv1d_silu(const float* x, float* state, const float* taps, int64_t n, int
 
 void deltanet_recurrence(const DeltaNetArgs& a, cudaStream_t stream) {
     if (a.n <= 0) return;
-    const size_t smem = size_t(a.key_dim * 32 + 2 * a.key_dim) * sizeof(float);
-    if (smem > 48 * 1024) {
-        CUDA_CHECK(cudaFuncSetAttribute(deltanet_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    }
-    deltanet_kernel<<<dim3(unsigned(a.value_heads), unsigned((a.value_dim + 31) / 32)), 32, smem, stream>>>(a);
+    if (a.key_dim > kDeltaMaxKey) CUDA_CHECK(cudaErrorInvalidValue);  // key heads beyond 256
+    deltanet_kernel<<<dim3(unsigned(a.value_heads), unsigned((a.value_dim + 31) / 32)), kDeltaWarps * 32, 0, stream>>>(a);
     CUDA_CHECK_LAUNCH("deltanet_kernel");
 }
 

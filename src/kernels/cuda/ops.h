@@ -17,6 +17,11 @@ namespace flashmoe::cuda {
 // y[t, r] = sum_c W[r, c] * x[t, c]; x [n, w.cols], y [n, w.rows]. fp32 accumulation.
 void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream);
 
+// y_m = W_m x for `count` matrices sharing one single-token input x (x [w.cols], y_m [w_m.rows]):
+// matrices of one shape share a launch (up to kMaxGemvMats). Same results as matmul(w_m, x, 1, y_m).
+constexpr int kMaxGemvMats = 4;
+void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, cudaStream_t stream);
+
 // out[t, :] = row ids[t] of w, dequantised to fp32; ids are device int32 in [0, w.rows).
 void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream);
 
@@ -93,6 +98,9 @@ struct MoeBatch {
     int64_t max_count = 0;        // largest job.count
     const int32_t* slots = nullptr;  // device slot list
     int64_t k = 0, hidden = 0, intermediate = 0;
+    // Tokens of the forward this batch belongs to: 1 selects the single-token kernels (the same
+    // ones moe_*_routed run, so a decode step's results do not depend on where the experts live).
+    int64_t tokens = 0;
 };
 // act[s, :] = silu(gate x_t) * (up x_t) for every slot s of every job (x [n, hidden], act [n*k, intermediate]).
 void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream);
