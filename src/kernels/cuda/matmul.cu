@@ -291,39 +291,53 @@ struct GemvBatch {
     int rows_per_warp = 1;
 };
 
-template <int BITS, int L, int CH>
-__device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* y, int64_t warp, int rpw_iters) {
+// Row-sets [rs0, rs0 + sets * kRpw) of w (rows past w.rows skipped), NB row-sets' weights loaded
+// before any is used (loads in flight hide the memory latency); store(r, value) on one lane per row.
+template <int BITS, int L, int CH, int NB, class Store>
+__device__ __forceinline__ void gemv_sets(const DMat& w, const Gemv<BITS, L, CH>& g, int64_t rs0, int sets,
+                                          Store store) {
     using G = Gemv<BITS, L, CH>;
     const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
-    int64_t rs = warp * G::kRpw * rpw_iters;  // first row of the warp's current row-set
-    if (rs >= w.rows) return;                 // (uniform over the warp, as every branch below)
-    G g;
-    g.load_x(x, li);
-    typename G::Row cur, nxt;
-    G::load_row(w, min(rs + sub, w.rows - 1), li, cur);
-    for (int it = 0; it < rpw_iters; ++it) {
-        const bool more = it + 1 < rpw_iters && rs + G::kRpw < w.rows;
-        if (more) G::load_row(w, min(rs + G::kRpw + sub, w.rows - 1), li, nxt);
-        const float v = g.dot(cur);
-        if (li == 0 && rs + sub < w.rows) y[rs + sub] = v;
-        if (!more) break;
-        cur = nxt;
-        rs += G::kRpw;
+    for (int it = 0; it < sets; it += NB) {
+        const int64_t rs = rs0 + int64_t(it) * G::kRpw;
+        if (rs >= w.rows) return;  // uniform over the warp
+        typename G::Row row[NB];
+#pragma unroll
+        for (int u = 0; u < NB; ++u) G::load_row(w, min(rs + u * G::kRpw + sub, w.rows - 1), li, row[u]);
+#pragma unroll
+        for (int u = 0; u < NB; ++u) {
+            const float v = g.dot(row[u]);
+            const int64_t r = rs + u * G::kRpw + sub;
+            if (li == 0 && it + u < sets && r < w.rows) store(r, v);
+        }
     }
 }
 
 template <int BITS, int L, int CH>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32) gemv_batch_kernel(GemvBatch b, const float* x) {
+__device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* y, int64_t warp, int rpw_iters) {
+    using G = Gemv<BITS, L, CH>;
+    const int64_t rs0 = warp * G::kRpw * rpw_iters;
+    if (rs0 >= w.rows) return;
+    G g;
+    g.load_x(x, (threadIdx.x & 31) % L);
+    gemv_sets<BITS, L, CH, (CH >= 2 ? 2 : 4)>(w, g, rs0, rpw_iters, [&](int64_t r, float v) { y[r] = v; });
+}
+
+template <int BITS, int L, int CH>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, (CH >= 4 ? 1 : 2)) gemv_batch_kernel(GemvBatch b, const float* x) {
     int m = 0;
     while (m + 1 < b.count && int(blockIdx.x) >= b.first_block[m + 1]) ++m;
     const int64_t warp = int64_t(blockIdx.x - b.first_block[m]) * kWarpsPerBlock + threadIdx.x / 32;
     gemv_warp<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
 }
 
-// Row-sets per warp: enough warps to fill the chip twice over, at most 16 row-sets each.
+// Row-sets per warp: about one wave of warps on the chip (132 SMs x 16 warps), at most 16 each, a
+// multiple of 4 above 4 (the loads are issued 4 row-sets at a time).
 int gemv_rows_per_warp(int64_t rows, int rpw) {
     const int64_t sets = (rows + rpw - 1) / rpw;
-    return int(std::clamp<int64_t>(sets / (132 * 16 * 2), 1, 16));
+    int64_t r = std::clamp<int64_t>((sets + 132 * 16 - 1) / (132 * 16), 1, 16);
+    if (r > 4) r = (r + 3) / 4 * 4;
+    return int(r);
 }
 
 // ---- single-token routed experts ----
@@ -337,17 +351,27 @@ __device__ __forceinline__ void gate_up_warp(const ExpertJob& job, const float* 
                                              int64_t warp, int rpw_iters) {
     using G = Gemv<BITS, L, CH>;
     const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
-    int64_t rs = warp * G::kRpw * rpw_iters;
-    if (rs >= inter) return;
+    const int64_t rs0 = warp * G::kRpw * rpw_iters;
+    if (rs0 >= inter) return;
     G g;
     g.load_x(x, li);
-    for (int it = 0; it < rpw_iters && rs < inter; ++it, rs += G::kRpw) {
-        typename G::Row rg, ru;
-        const int64_t r = min(rs + sub, inter - 1);
-        G::load_row(job.gate, r, li, rg);
-        G::load_row(job.up, r, li, ru);
-        const float gv = g.dot(rg), uv = g.dot(ru);
-        if (li == 0 && rs + sub < inter) act[rs + sub] = silu(gv) * uv;
+    constexpr int NB = 1;  // a row-set of gate and one of up loaded together
+    for (int it = 0; it < rpw_iters; it += NB) {
+        const int64_t rs = rs0 + int64_t(it) * G::kRpw;
+        if (rs >= inter) return;
+        typename G::Row rg[NB], ru[NB];
+#pragma unroll
+        for (int u = 0; u < NB; ++u) {
+            const int64_t r = min(rs + u * G::kRpw + sub, inter - 1);
+            G::load_row(job.gate, r, li, rg[u]);
+            G::load_row(job.up, r, li, ru[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < NB; ++u) {
+            const float gv = g.dot(rg[u]), uv = g.dot(ru[u]);
+            const int64_t r = rs + u * G::kRpw + sub;
+            if (li == 0 && it + u < rpw_iters && r < inter) act[r] = silu(gv) * uv;
+        }
     }
 }
 
@@ -355,22 +379,11 @@ template <int BITS, int L, int CH>
 __device__ __forceinline__ void down_warp(const DMat& w, const float* a, float wt, float* out, int64_t warp,
                                           int rpw_iters) {
     using G = Gemv<BITS, L, CH>;
-    const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
-    int64_t rs = warp * G::kRpw * rpw_iters;
-    if (rs >= w.rows) return;
+    const int64_t rs0 = warp * G::kRpw * rpw_iters;
+    if (rs0 >= w.rows) return;
     G g;
-    g.load_x(a, li);
-    typename G::Row cur, nxt;
-    G::load_row(w, min(rs + sub, w.rows - 1), li, cur);
-    for (int it = 0; it < rpw_iters; ++it) {
-        const bool more = it + 1 < rpw_iters && rs + G::kRpw < w.rows;
-        if (more) G::load_row(w, min(rs + G::kRpw + sub, w.rows - 1), li, nxt);
-        const float v = g.dot(cur);
-        if (li == 0 && rs + sub < w.rows) out[rs + sub] = v * wt;
-        if (!more) break;
-        cur = nxt;
-        rs += G::kRpw;
-    }
+    g.load_x(a, (threadIdx.x & 31) % L);
+    gemv_sets<BITS, L, CH, 2>(w, g, rs0, rpw_iters, [&](int64_t r, float v) { out[r] = v * wt; });
 }
 
 constexpr int kGateUpRowsPerWarp = 2;  // rows of gate and of up

@@ -389,6 +389,76 @@ __global__ void router_kernel(const float* logits, int64_t E, int64_t k, int32_t
     }
 }
 
+// The same for up to kTopKPerLane * 32 experts with the probabilities in registers: one warp per
+// token, no shared memory and no barriers (same sums in the same order as router_kernel).
+constexpr int kTopKPerLane = 16;
+
+__global__ void router_warp_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights) {
+    const int64_t t = blockIdx.x;
+    const int lane = threadIdx.x;
+    const float* row = logits + t * E;
+    float p[kTopKPerLane];
+    float mx = -FLT_MAX;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i) {
+        const int64_t e = lane + int64_t(i) * 32;
+        p[i] = e < E ? row[e] : -FLT_MAX;
+        mx = fmaxf(mx, p[i]);
+    }
+    mx = warp_max(mx);
+    float sum = 0;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i) {
+        const int64_t e = lane + int64_t(i) * 32;
+        if (e < E) {
+            p[i] = expf(p[i] - mx);
+            sum += p[i];
+        } else {
+            p[i] = -1.0f;  // never chosen
+        }
+    }
+    sum = warp_sum(sum);
+    const float inv = 1.0f / sum;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i)
+        if (lane + int64_t(i) * 32 < E) p[i] *= inv;
+    float chosen_sum = 0;
+    for (int64_t j = 0; j < k; ++j) {
+        float bv = -1.0f;
+        int32_t bi = INT32_MAX;
+#pragma unroll
+        for (int i = 0; i < kTopKPerLane; ++i) {
+            if (p[i] > bv) {  // ascending index within a lane: ties keep the lower index
+                bv = p[i];
+                bi = lane + i * 32;
+            }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ov > bv || (ov == bv && oi < bi)) {
+                bv = ov;
+                bi = oi;
+            }
+        }
+        if (lane == 0) {
+            ids[t * k + j] = bi;
+            weights[t * k + j] = bv;
+        }
+        chosen_sum += bv;
+        if ((bi & 31) == lane) {
+#pragma unroll
+            for (int i = 0; i < kTopKPerLane; ++i)
+                if (i == (bi >> 5)) p[i] = -2.0f;
+        }
+    }
+    __syncwarp();
+    if (lane == 0) {
+        for (int64_t j = 0; j < k; ++j) weights[t * k + j] = weights[t * k + j] / chosen_sum;
+    }
+}
+
 __global__ void moe_combine_kernel(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out) {
     const int64_t total = n * hidden;
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
@@ -486,6 +556,11 @@ void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, in
                   cudaStream_t stream) {
     if (n <= 0) return;
     // One warp per token: the k rounds of arg-max need no block-wide barriers then.
+    if (experts <= kTopKPerLane * 32) {
+        router_warp_kernel<<<unsigned(n), 32, 0, stream>>>(logits, experts, k, ids, weights);
+        CUDA_CHECK_LAUNCH("router_warp_kernel");
+        return;
+    }
     router_kernel<<<unsigned(n), 32, size_t(experts) * sizeof(float), stream>>>(logits, experts, k, ids, weights);
     CUDA_CHECK_LAUNCH("router_kernel");
 }
