@@ -76,6 +76,10 @@ TEST(CudaKernels, MatmulEveryFormatMatchesScalarReference) {
     check_matmul(MatrixSpec{WeightFormat::Affine, 77, 2048, 4, 128, DType::F32, 0}, 1, rng);
     for (int64_t cols : {512, 1024, 2048}) check_matmul(MatrixSpec{WeightFormat::Affine, 259, cols, 8, 64, DType::BF16, 0}, 1, rng);
     check_matmul(MatrixSpec{WeightFormat::Affine, 140001, 2048, 4, 64, DType::BF16, 0}, 1, rng);
+    // The tensor-core path (4-bit, several tokens): token and row tails, every group size.
+    check_matmul(MatrixSpec{WeightFormat::Affine, 100, 2048, 4, 64, DType::BF16, 0}, 77, rng);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 70, 4096, 4, 128, DType::F16, 0}, 40, rng);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 33, 96, 4, 32, DType::F32, 0}, 2, rng);
 }
 
 // Several matrices of one input in one launch equal one matmul each, bit for bit.

@@ -10,6 +10,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 namespace flashmoe::cuda {
 
@@ -167,6 +169,8 @@ __global__ void matmul_kernel(DMat w, const float* x, int64_t n, float* y) {
 }
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
+
+__host__ __device__ inline bool mma_ok(const DMat& w);
 
 // ---- single-token products (decode): x held in registers ----
 //
@@ -460,8 +464,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 
 template <int NT>
 __global__ void moe_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, int64_t k, const float* x,
-                                   int64_t hidden, float* act, int64_t inter) {
+                                   int64_t hidden, float* act, int64_t inter, bool skip_mma) {
     const ExpertJob& job = jobs[blockIdx.z];
+    if (skip_mma && mma_ok(job.gate) && mma_ok(job.up)) return;  // done by the tensor-core kernel
     const int lane = threadIdx.x & 31;
     const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
     const int64_t c0 = int64_t(blockIdx.y) * NT;
@@ -486,8 +491,9 @@ __global__ void moe_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, 
 
 template <int NT>
 __global__ void moe_down_kernel(const ExpertJob* jobs, const int32_t* slots, const float* act, int64_t inter,
-                                const float* weights, float* routed, int64_t hidden) {
+                                const float* weights, float* routed, int64_t hidden, bool skip_mma) {
     const ExpertJob& job = jobs[blockIdx.z];
+    if (skip_mma && mma_ok(job.down)) return;
     const int lane = threadIdx.x & 31;
     const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
     const int64_t c0 = int64_t(blockIdx.y) * NT;
@@ -509,6 +515,228 @@ __global__ void moe_down_kernel(const ExpertJob* jobs, const int32_t* slots, con
     }
 }
 
+
+// ---- multi-token products on the tensor cores (prefill) ----
+//
+// Affine 4-bit weights times fp32 activations with mma.sync m16n8k16 (bf16 in, fp32 accumulate):
+// the codes (0..15) are exact in bf16, and each activation is split as hi + lo (two bf16, about 16
+// significant bits together), so one product is two MMAs and the result is close to an fp32 dot
+// product. Scales stay out of the MMA: the codes of one group are multiplied first (a fresh
+// accumulator per group), then acc += s * P + b * sum(x over the group), as the fp32 path does.
+//
+// The k order inside an MMA is free as long as A and B agree: a warp reads 32 columns at a time,
+// lane (g, t4) holding the 32-bit word t4 (columns 8 t4 .. 8 t4 + 7) of rows g and g + 8; the
+// code pairs (e, e + 4) of a word become one bf16x2 by a mask, and step s of the two k16 steps uses
+// pairs 2s and 2s + 1. The activations are prepared once per product in the same pair order
+// (prep_kernel: per 8 columns, 4 words of hi pairs then 4 of lo pairs) with per-group sums.
+
+__host__ __device__ inline bool mma_ok(const DMat& w) {
+    return w.format == kAffine && w.bits == 4 && w.group % 32 == 0 && w.cols % w.group == 0 &&
+           w.row_bytes * 2 == w.cols && w.rows > 0;
+}
+
+// Activation sums are kept per 32 columns (any group is a multiple of 32).
+constexpr int64_t kSumCols = 32;
+
+// x [n, K] fp32 -> xp [n, K] words (see above) and gsum [n, K / group].
+__global__ void prep_kernel(const float* x, int64_t n, int64_t K, int64_t group, uint32_t* xp, float* gsum) {
+    const int64_t oct = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // one 8-column run
+    const int64_t t = blockIdx.y;
+    if (oct * 8 >= K) return;
+    const float4* src = reinterpret_cast<const float4*>(x + t * K + oct * 8);
+    const float4 a = src[0], b = src[1];
+    const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    uint32_t hi[4], lo[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        const __nv_bfloat16 h0 = __float2bfloat16_rn(v[e]), h1 = __float2bfloat16_rn(v[e + 4]);
+        const __nv_bfloat16 l0 = __float2bfloat16_rn(v[e] - __bfloat162float(h0));
+        const __nv_bfloat16 l1 = __float2bfloat16_rn(v[e + 4] - __bfloat162float(h1));
+        hi[e] = uint32_t(__bfloat16_as_ushort(h0)) | (uint32_t(__bfloat16_as_ushort(h1)) << 16);
+        lo[e] = uint32_t(__bfloat16_as_ushort(l0)) | (uint32_t(__bfloat16_as_ushort(l1)) << 16);
+    }
+    uint4* dst = reinterpret_cast<uint4*>(xp + t * K + oct * 8);
+    dst[0] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+    dst[1] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+    // group sums: one thread per group adds its runs in order
+    const int64_t per = group / 8;
+    if (oct % per == 0) {
+        float sum = 0;
+        for (int64_t o = oct; o < oct + per; ++o) {
+            const float4* q = reinterpret_cast<const float4*>(x + t * K + o * 8);
+            const float4 c = q[0], d = q[1];
+            sum += ((c.x + c.y) + (c.z + c.w)) + ((d.x + d.y) + (d.z + d.w));
+        }
+        gsum[t * (K / group) + oct / per] = sum;
+    }
+}
+
+__device__ __forceinline__ uint32_t code_pair(uint32_t word, int e) {
+    // codes e and e + 4 as bf16 (128 + c) pair, minus 128: exact
+    const uint32_t biased = ((word >> (4 * e)) & 0x000F000Fu) | 0x43004300u;
+    const __nv_bfloat162 v = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&biased),
+                                     __floats2bfloat162_rn(128.0f, 128.0f));
+    return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+constexpr int kMmaWarps = 4;        // a block: 4 warps x 16 rows
+constexpr int kMmaTiles = 4;        // n8 tiles per warp: 32 tokens a block
+constexpr int kMmaTokens = kMmaTiles * 8;
+
+// Where a block's tokens come from and where results go.
+struct MmaIo {
+    const uint32_t* xp = nullptr;  // prepared rows
+    const float* gsum = nullptr;
+    int64_t K = 0;
+    // token i of the product -> prepared row: slots ? slots[i] / div : i
+    const int32_t* slots = nullptr;
+    int64_t div = 1;
+};
+
+// The partial products of one warp: rows r0 .. r0 + 15 of w, tokens tok[0..kMmaTiles*8) (prepared rows
+// xrow[]), accumulated into acc as fp32 dot products.
+__device__ __forceinline__ void mma_rows(const DMat& w, int64_t r0, const MmaIo& io, const int64_t (&xrow)[kMmaTiles],
+                                         float (&acc)[kMmaTiles][4]) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int64_t ra = min(r0 + g, w.rows - 1), rb = min(r0 + g + 8, w.rows - 1);
+    const uint32_t* wa = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + ra * w.row_bytes);
+    const uint32_t* wb = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + rb * w.row_bytes);
+    const int64_t groups = w.cols / w.group;
+#pragma unroll
+    for (int i = 0; i < kMmaTiles; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0;
+    for (int64_t gi = 0; gi < groups; ++gi) {
+        float P[kMmaTiles][4];
+#pragma unroll
+        for (int i = 0; i < kMmaTiles; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) P[i][j] = 0;
+        for (int64_t c0 = gi * w.group; c0 < (gi + 1) * w.group; c0 += 32) {
+            const uint32_t qa = wa[c0 / 8 + t4], qb = wb[c0 / 8 + t4];
+            uint4 xh[kMmaTiles], xl[kMmaTiles];
+#pragma unroll
+            for (int i = 0; i < kMmaTiles; ++i) {
+                const uint4* p = reinterpret_cast<const uint4*>(io.xp + xrow[i] * io.K + c0 + 8 * t4);
+                xh[i] = p[0];
+                xl[i] = p[1];
+            }
+#pragma unroll
+            for (int st = 0; st < 2; ++st) {
+                const uint32_t a[4] = {code_pair(qa, 2 * st), code_pair(qb, 2 * st), code_pair(qa, 2 * st + 1),
+                                       code_pair(qb, 2 * st + 1)};
+#pragma unroll
+                for (int i = 0; i < kMmaTiles; ++i) {
+                    const uint32_t h0 = st == 0 ? xh[i].x : xh[i].z, h1 = st == 0 ? xh[i].y : xh[i].w;
+                    const uint32_t l0 = st == 0 ? xl[i].x : xl[i].z, l1 = st == 0 ? xl[i].y : xl[i].w;
+                    mma_bf16(P[i], a, h0, h1);
+                    mma_bf16(P[i], a, l0, l1);
+                }
+            }
+        }
+        // scales: rows (g, g + 8); group sums: tokens (2 t4, 2 t4 + 1) of each tile
+        const int64_t ga = ra * groups + gi, gb = rb * groups + gi;
+        const float sa = load_scale(w.scales, w.scale_dtype, ga), ba = load_scale(w.biases, w.scale_dtype, ga);
+        const float sb = load_scale(w.scales, w.scale_dtype, gb), bb = load_scale(w.biases, w.scale_dtype, gb);
+#pragma unroll
+        for (int i = 0; i < kMmaTiles; ++i) {
+            const int src0 = (2 * t4) * 4, src1 = (2 * t4 + 1) * 4;  // lanes holding those tokens' rows
+            const int64_t x0 = __shfl_sync(0xffffffffu, xrow[i], src0), x1 = __shfl_sync(0xffffffffu, xrow[i], src1);
+            const int64_t per = w.group / kSumCols, sums = io.K / kSumCols;
+            float s0 = 0, s1 = 0;
+            for (int64_t q = 0; q < per; ++q) {
+                s0 += io.gsum[x0 * sums + gi * per + q];
+                s1 += io.gsum[x1 * sums + gi * per + q];
+            }
+            acc[i][0] = fmaf(sa, P[i][0], fmaf(ba, s0, acc[i][0]));
+            acc[i][1] = fmaf(sa, P[i][1], fmaf(ba, s1, acc[i][1]));
+            acc[i][2] = fmaf(sb, P[i][2], fmaf(bb, s0, acc[i][2]));
+            acc[i][3] = fmaf(sb, P[i][3], fmaf(bb, s1, acc[i][3]));
+        }
+    }
+}
+
+// Dense: y[t, r] for tokens [blockIdx.y * 32, +32), rows [blockIdx.x * 64, +64).
+__global__ void __launch_bounds__(kMmaWarps * 32) mma_matmul_kernel(DMat w, MmaIo io, int64_t n, float* y) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int64_t r0 = int64_t(blockIdx.x) * (kMmaWarps * 16) + (threadIdx.x >> 5) * 16;
+    if (r0 >= w.rows) return;
+    const int64_t tok0 = int64_t(blockIdx.y) * kMmaTokens;
+    int64_t xrow[kMmaTiles];
+#pragma unroll
+    for (int i = 0; i < kMmaTiles; ++i) xrow[i] = min(tok0 + i * 8 + g, n - 1);
+    float acc[kMmaTiles][4];
+    mma_rows(w, r0, io, xrow, acc);
+#pragma unroll
+    for (int i = 0; i < kMmaTiles; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int64_t t = tok0 + i * 8 + 2 * t4 + (j & 1), r = r0 + g + (j >> 1) * 8;
+            if (t < n && r < w.rows) y[t * w.rows + r] = acc[i][j];
+        }
+    }
+}
+
+// Routed experts: block (row tile, token tile, job); the job's slots are its tokens.
+__global__ void __launch_bounds__(kMmaWarps * 32)
+    mma_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, MmaIo io, float* act, int64_t inter) {
+    const ExpertJob& job = jobs[blockIdx.z];
+    if (!(mma_ok(job.gate) && mma_ok(job.up))) return;  // (their cols are the input width, io.K)
+    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int64_t r0 = int64_t(blockIdx.x) * (kMmaWarps * 16) + (threadIdx.x >> 5) * 16;
+    const int64_t c0 = int64_t(blockIdx.y) * kMmaTokens;
+    if (r0 >= inter || c0 >= job.count) return;
+    const int32_t* sl = slots + job.slot_begin;
+    int64_t xrow[kMmaTiles];
+#pragma unroll
+    for (int i = 0; i < kMmaTiles; ++i) xrow[i] = sl[min(c0 + i * 8 + g, int64_t(job.count) - 1)] / io.div;
+    float ag[kMmaTiles][4], au[kMmaTiles][4];
+    mma_rows(job.gate, r0, io, xrow, ag);
+    mma_rows(job.up, r0, io, xrow, au);
+#pragma unroll
+    for (int i = 0; i < kMmaTiles; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int64_t c = c0 + i * 8 + 2 * t4 + (j & 1), r = r0 + g + (j >> 1) * 8;
+            if (c < job.count && r < inter) act[int64_t(sl[c]) * inter + r] = silu(ag[i][j]) * au[i][j];
+        }
+    }
+}
+
+__global__ void __launch_bounds__(kMmaWarps * 32) mma_down_kernel(const ExpertJob* jobs, const int32_t* slots, MmaIo io,
+                                                                  const float* weights, float* routed, int64_t hidden) {
+    const ExpertJob& job = jobs[blockIdx.z];
+    if (!mma_ok(job.down)) return;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int64_t r0 = int64_t(blockIdx.x) * (kMmaWarps * 16) + (threadIdx.x >> 5) * 16;
+    const int64_t c0 = int64_t(blockIdx.y) * kMmaTokens;
+    if (r0 >= hidden || c0 >= job.count) return;
+    const int32_t* sl = slots + job.slot_begin;
+    int64_t xrow[kMmaTiles];
+#pragma unroll
+    for (int i = 0; i < kMmaTiles; ++i) xrow[i] = sl[min(c0 + i * 8 + g, int64_t(job.count) - 1)];
+    float acc[kMmaTiles][4];
+    mma_rows(job.down, r0, io, xrow, acc);
+#pragma unroll
+    for (int i = 0; i < kMmaTiles; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int64_t c = c0 + i * 8 + 2 * t4 + (j & 1), r = r0 + g + (j >> 1) * 8;
+            if (c < job.count && r < hidden) {
+                const int32_t slot = sl[c];
+                routed[int64_t(slot) * hidden + r] = acc[i][j] * weights[slot];
+            }
+        }
+    }
+}
+
 __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
     const int64_t t = blockIdx.y;
     const int64_t r = ids[t];
@@ -517,6 +745,36 @@ __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
 }
 
 unsigned blocks_for(int64_t rows) { return unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock); }
+
+// Scratch for the prepared activations of the tensor-core path, one buffer per stream (grown
+// after the stream is idle; never freed: it lives as long as the process).
+void* stream_workspace(cudaStream_t stream, size_t bytes) {
+    static std::mutex mutex;
+    static auto* buffers = new std::map<cudaStream_t, DeviceBuffer>();
+    std::lock_guard<std::mutex> lock(mutex);
+    DeviceBuffer& b = (*buffers)[stream];
+    if (!b.get() || b.bytes() < bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+        b.reserve(std::max(bytes, b.bytes() * 2));
+    }
+    return b.get();
+}
+
+// Prepares x [n, K] (K a multiple of 32) for the tensor-core products; returns the MmaIo.
+MmaIo prepare(const float* x, int64_t n, int64_t K, cudaStream_t stream) {
+    const int64_t group = kSumCols;
+    const size_t words = size_t(n * K), sums = size_t(n * (K / group));
+    char* ws = static_cast<char*>(stream_workspace(stream, words * 4 + sums * 4 + 256));
+    MmaIo io;
+    io.xp = reinterpret_cast<uint32_t*>(ws);
+    io.gsum = reinterpret_cast<float*>(ws + (words * 4 + 255) / 256 * 256);
+    io.K = K;
+    const int64_t octs = K / 8;
+    prep_kernel<<<dim3(unsigned((octs + 127) / 128), unsigned(n)), 128, 0, stream>>>(
+        x, n, K, group, const_cast<uint32_t*>(io.xp), const_cast<float*>(io.gsum));
+    CUDA_CHECK_LAUNCH("prep_kernel");
+    return io;
+}
 
 }  // namespace
 
@@ -573,6 +831,14 @@ void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t str
         matmul_multi(ws, ys, 1, x, stream);
         return;
     }
+    if (mma_ok(w) && (w.cols % 8) == 0) {
+        const MmaIo io = prepare(x, n, w.cols, stream);
+        mma_matmul_kernel<<<dim3(unsigned((w.rows + kMmaWarps * 16 - 1) / (kMmaWarps * 16)),
+                                 unsigned((n + kMmaTokens - 1) / kMmaTokens)),
+                            kMmaWarps * 32, 0, stream>>>(w, io, n, y);
+        CUDA_CHECK_LAUNCH("mma_matmul_kernel");
+        return;
+    }
     matmul_kernel<8><<<dim3(blocks_for(w.rows), unsigned((n + 7) / 8)), kWarpsPerBlock * 32, 0, stream>>>(w, x, n, y);
     CUDA_CHECK_LAUNCH("matmul_kernel");
 }
@@ -592,12 +858,28 @@ void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t str
                                       unsigned(b.njobs)),
                                  kWarpsPerBlock * 32, 0, stream>>>(b.jobs, nullptr, b.slots, b.k, x, b.hidden, act,
                                                                    b.intermediate);
-    } else if (b.max_count == 1) {
-        moe_gate_up_kernel<1><<<dim3(blocks_for(b.intermediate), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
-            b.jobs, b.slots, b.k, x, b.hidden, act, b.intermediate);
     } else {
-        moe_gate_up_kernel<8><<<dim3(blocks_for(b.intermediate), unsigned((b.max_count + 7) / 8), unsigned(b.njobs)),
-                                kWarpsPerBlock * 32, 0, stream>>>(b.jobs, b.slots, b.k, x, b.hidden, act, b.intermediate);
+        // Several tokens: jobs whose matrices are 4-bit affine run on the tensor cores (any count,
+        // so a slot's result does not depend on how the experts were split into waves), the others
+        // on the fp32 kernels.
+        const bool mma = b.tokens > 1 && (b.hidden % 32) == 0;
+        if (mma) {
+            const MmaIo base = prepare(x, b.tokens, b.hidden, stream);
+            MmaIo io = base;
+            io.div = b.k;
+            mma_gate_up_kernel<<<dim3(unsigned((b.intermediate + kMmaWarps * 16 - 1) / (kMmaWarps * 16)),
+                                      unsigned((b.max_count + kMmaTokens - 1) / kMmaTokens), unsigned(b.njobs)),
+                                 kMmaWarps * 32, 0, stream>>>(b.jobs, b.slots, io, act, b.intermediate);
+            CUDA_CHECK_LAUNCH("mma_gate_up_kernel");
+        }
+        if (b.max_count == 1) {
+            moe_gate_up_kernel<1><<<dim3(blocks_for(b.intermediate), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
+                b.jobs, b.slots, b.k, x, b.hidden, act, b.intermediate, mma);
+        } else {
+            moe_gate_up_kernel<8><<<dim3(blocks_for(b.intermediate), unsigned((b.max_count + 7) / 8), unsigned(b.njobs)),
+                                    kWarpsPerBlock * 32, 0, stream>>>(b.jobs, b.slots, b.k, x, b.hidden, act,
+                                                                      b.intermediate, mma);
+        }
     }
     CUDA_CHECK_LAUNCH("moe_gate_up_kernel");
 }
@@ -610,13 +892,24 @@ void moe_down(const MoeBatch& b, const float* act, const float* weights, float* 
                                    unsigned(b.njobs)),
                               kWarpsPerBlock * 32, 0, stream>>>(b.jobs, nullptr, b.slots, act, b.intermediate, weights,
                                                                 routed, b.hidden);
-    } else if (b.max_count == 1) {
-        moe_down_kernel<1><<<dim3(blocks_for(b.hidden), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
-            b.jobs, b.slots, act, b.intermediate, weights, routed, b.hidden);
     } else {
-        moe_down_kernel<8><<<dim3(blocks_for(b.hidden), unsigned((b.max_count + 7) / 8), unsigned(b.njobs)),
-                             kWarpsPerBlock * 32, 0, stream>>>(b.jobs, b.slots, act, b.intermediate, weights, routed,
-                                                               b.hidden);
+        const bool mma = b.tokens > 1 && (b.intermediate % 32) == 0;
+        if (mma) {
+            // act has a row per slot: tokens * k rows
+            const MmaIo io = prepare(act, b.tokens * b.k, b.intermediate, stream);
+            mma_down_kernel<<<dim3(unsigned((b.hidden + kMmaWarps * 16 - 1) / (kMmaWarps * 16)),
+                                   unsigned((b.max_count + kMmaTokens - 1) / kMmaTokens), unsigned(b.njobs)),
+                              kMmaWarps * 32, 0, stream>>>(b.jobs, b.slots, io, weights, routed, b.hidden);
+            CUDA_CHECK_LAUNCH("mma_down_kernel");
+        }
+        if (b.max_count == 1) {
+            moe_down_kernel<1><<<dim3(blocks_for(b.hidden), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
+                b.jobs, b.slots, act, b.intermediate, weights, routed, b.hidden, mma);
+        } else {
+            moe_down_kernel<8><<<dim3(blocks_for(b.hidden), unsigned((b.max_count + 7) / 8), unsigned(b.njobs)),
+                                 kWarpsPerBlock * 32, 0, stream>>>(b.jobs, b.slots, act, b.intermediate, weights,
+                                                                   routed, b.hidden, mma);
+        }
     }
     CUDA_CHECK_LAUNCH("moe_down_kernel");
 }

@@ -226,6 +226,42 @@ __global__ void conv1d_silu_kernel(const float* x, float* state, const float* ta
     for (int64_t i = 0; i < K - 1; ++i) state[i * C + ch] = window(n + i);
 }
 
+// Many tokens: one thread per (channel, token) (each output depends only on the inputs), then
+// conv_state_kernel advances the state once every output has read it.
+__global__ void conv1d_silu_tokens_kernel(const float* x, const float* state, const float* taps, int64_t n, int64_t C,
+                                          int64_t K, float* out) {
+    const int64_t ch = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t t = blockIdx.y;
+    if (ch >= C) return;
+    float s = 0;
+    for (int64_t j = 0; j < K; ++j) {
+        const int64_t w = t + j;
+        const float v = w < K - 1 ? state[w * C + ch] : x[(w - (K - 1)) * C + ch];
+        s += taps[ch * K + j] * v;
+    }
+    out[t * C + ch] = siluf_(s);
+}
+
+__global__ void conv_state_kernel(const float* x, float* state, int64_t n, int64_t C, int64_t K) {
+    const int64_t ch = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (ch >= C) return;
+    float old[kMaxConvKernel - 1];
+#pragma unroll
+    for (int i = 0; i < kMaxConvKernel - 1; ++i) old[i] = i < K - 1 ? state[i * C + ch] : 0.0f;
+    for (int64_t i = 0; i < K - 1; ++i) {
+        const int64_t w = n + i;  // window index
+        float v = 0;
+        if (w < K - 1) {
+#pragma unroll
+            for (int q = 0; q < kMaxConvKernel - 1; ++q)
+                if (q == w) v = old[q];
+        } else {
+            v = x[(w - (K - 1)) * C + ch];
+        }
+        state[i * C + ch] = v;
+    }
+}
+
 // One block per (value head, 32 value columns), kDeltaWarps warps: lane = value column, warp w
 // keeps key rows w, w + kDeltaWarps, ... of the state slice in registers. Per token the two sums
 // over key rows (S k and S q) are per-warp partial sums combined in shared memory, so the state is
@@ -535,8 +571,15 @@ void conv1d_silu(const float* x, float* state, const float* taps, int64_t n, int
                  cudaStream_t stream) {
     if (n <= 0) return;
     if (K < 1 || K > kMaxConvKernel) CUDA_CHECK(cudaErrorInvalidValue);  // conv kernel beyond 8
-    conv1d_silu_kernel<<<unsigned((C + 127) / 128), 128, 0, stream>>>(x, state, taps, n, C, K, out);
-    CUDA_CHECK_LAUNCH("conv1d_silu_kernel");
+    if (n == 1) {
+        conv1d_silu_kernel<<<unsigned((C + 127) / 128), 128, 0, stream>>>(x, state, taps, n, C, K, out);
+        CUDA_CHECK_LAUNCH("conv1d_silu_kernel");
+        return;
+    }
+    conv1d_silu_tokens_kernel<<<dim3(unsigned((C + 127) / 128), unsigned(n)), 128, 0, stream>>>(x, state, taps, n, C, K, out);
+    CUDA_CHECK_LAUNCH("conv1d_silu_tokens_kernel");
+    conv_state_kernel<<<unsigned((C + 127) / 128), 128, 0, stream>>>(x, state, n, C, K);
+    CUDA_CHECK_LAUNCH("conv_state_kernel");
 }
 
 void deltanet_recurrence(const DeltaNetArgs& a, cudaStream_t stream) {
