@@ -215,13 +215,15 @@ struct Gemv {
         float s[CH], b[CH];
     };
 
-    __device__ __forceinline__ static void load_row(const DMat& w, int64_t r, int li, Row& row) {
+    // gpr: groups per row of the scales (w.cols / group, unless w is a column slice of a wider matrix)
+    __device__ __forceinline__ static void load_row(const DMat& w, int64_t r, int li, Row& row, int64_t gpr) {
         const uint4* p = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(w.data) + r * w.row_bytes);
-        const int64_t gbase = r * (w.cols / w.group);
+        const int gs = __ffs(w.group) - 1;  // groups are powers of two here (gemv_shape)
+        const int64_t gbase = r * gpr;
 #pragma unroll
         for (int ch = 0; ch < CH; ++ch) {
             row.q[ch] = p[ch * L + li];
-            const int64_t g = gbase + int64_t(ch * L + li) * kCpc / w.group;
+            const int64_t g = gbase + (((ch * L + li) * kCpc) >> gs);
             row.s[ch] = load_scale(w.scales, w.scale_dtype, g);
             row.b[ch] = load_scale(w.biases, w.scale_dtype, g);
         }
@@ -234,25 +236,26 @@ struct Gemv {
         for (int ch = 0; ch < CH; ++ch) {
             const uint32_t wq[4] = {row.q[ch].x, row.q[ch].y, row.q[ch].z, row.q[ch].w};
             const float* xc = x + ch * kCpc;
-            float qa = 0, qb = 0;
+            float qa[4] = {0, 0, 0, 0}, qb[4] = {0, 0, 0, 0};  // independent chains
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 if (BITS == 4) {
                     const uint32_t lo = wq[i] & 0x0F0F0F0Fu, hi = (wq[i] >> 4) & 0x0F0F0F0Fu;
 #pragma unroll
                     for (int j = 0; j < 4; ++j) {
-                        qa = fmaf(code_f(lo, j), xc[i * 8 + 2 * j], qa);
-                        qb = fmaf(code_f(hi, j), xc[i * 8 + 2 * j + 1], qb);
+                        qa[i] = fmaf(code_f(lo, j), xc[i * 8 + 2 * j], qa[i]);
+                        qb[i] = fmaf(code_f(hi, j), xc[i * 8 + 2 * j + 1], qb[i]);
                     }
                 } else {
 #pragma unroll
                     for (int j = 0; j < 4; j += 2) {
-                        qa = fmaf(code_f(wq[i], j), xc[i * 4 + j], qa);
-                        qb = fmaf(code_f(wq[i], j + 1), xc[i * 4 + j + 1], qb);
+                        qa[i] = fmaf(code_f(wq[i], j), xc[i * 4 + j], qa[i]);
+                        qb[i] = fmaf(code_f(wq[i], j + 1), xc[i * 4 + j + 1], qb[i]);
                     }
                 }
             }
-            acc = fmaf(row.s[ch], qa + qb, fmaf(row.b[ch], sx[ch], acc));
+            const float q = ((qa[0] + qb[0]) + (qa[1] + qb[1])) + ((qa[2] + qb[2]) + (qa[3] + qb[3]));
+            acc = fmaf(row.s[ch], q, fmaf(row.b[ch], sx[ch], acc));
         }
 #pragma unroll
         for (int o = L / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
@@ -267,7 +270,7 @@ __host__ __device__ inline int gemv_shape(const DMat& w) {
     if (w.format != kAffine || (w.bits != 4 && w.bits != 8)) return kGemvNone;
     if (w.row_bytes * 8 != w.cols * w.bits || (w.row_bytes & 15) != 0) return kGemvNone;
     const int64_t cpc = 128 / w.bits;
-    if (w.group % cpc != 0) return kGemvNone;
+    if (w.group % cpc != 0 || (w.group & (w.group - 1)) != 0 || w.cols >= (int64_t(1) << 30)) return kGemvNone;
     const int64_t chunks = w.row_bytes / 16;
     if (w.bits == 4) {
         if (chunks == 16) return kG4L16C1;
@@ -299,15 +302,16 @@ struct GemvBatch {
 // before any is used (loads in flight hide the memory latency); store(r, value) on one lane per row.
 template <int BITS, int L, int CH, int NB, class Store>
 __device__ __forceinline__ void gemv_sets(const DMat& w, const Gemv<BITS, L, CH>& g, int64_t rs0, int sets,
-                                          Store store) {
+                                          Store store, int64_t gpr = -1) {
     using G = Gemv<BITS, L, CH>;
     const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
+    if (gpr < 0) gpr = w.cols >> (__ffs(w.group) - 1);
     for (int it = 0; it < sets; it += NB) {
         const int64_t rs = rs0 + int64_t(it) * G::kRpw;
         if (rs >= w.rows) return;  // uniform over the warp
         typename G::Row row[NB];
 #pragma unroll
-        for (int u = 0; u < NB; ++u) G::load_row(w, min(rs + u * G::kRpw + sub, w.rows - 1), li, row[u]);
+        for (int u = 0; u < NB; ++u) G::load_row(w, min(rs + u * G::kRpw + sub, w.rows - 1), li, row[u], gpr);
 #pragma unroll
         for (int u = 0; u < NB; ++u) {
             const float v = g.dot(row[u]);
@@ -327,12 +331,35 @@ __device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* 
     gemv_sets<BITS, L, CH, (CH >= 2 ? 2 : 4)>(w, g, rs0, rpw_iters, [&](int64_t r, float v) { y[r] = v; });
 }
 
+// Rows of twice CH chunks a lane: warp pairs split the columns in halves (even warp: first half),
+// each half's dot product added to y (zeroed before) atomically: two addends onto zero give the
+// same sum in either order, so the result is deterministic.
 template <int BITS, int L, int CH>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32, (CH >= 4 ? 1 : 2)) gemv_batch_kernel(GemvBatch b, const float* x) {
+__device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, float* y, int64_t warp, int rpw_iters) {
+    using G = Gemv<BITS, L, CH>;
+    const int h = int(warp & 1);
+    const int64_t rs0 = (warp >> 1) * G::kRpw * rpw_iters;
+    if (rs0 >= w.rows) return;
+    const int gs = __ffs(w.group) - 1;
+    const int64_t half = w.cols / 2, gpr = w.cols >> gs;
+    const int64_t scale_bytes = w.scale_dtype == kF32 ? 4 : 2;
+    DMat v = w;
+    v.cols = half;
+    v.data = static_cast<const uint8_t*>(w.data) + h * (w.row_bytes / 2);
+    v.scales = static_cast<const uint8_t*>(w.scales) + h * (half >> gs) * scale_bytes;
+    v.biases = static_cast<const uint8_t*>(w.biases) + h * (half >> gs) * scale_bytes;
+    G g;
+    g.load_x(x + h * half, (threadIdx.x & 31) % L);
+    gemv_sets<BITS, L, CH, 2>(v, g, rs0, rpw_iters, [&](int64_t r, float val) { atomicAdd(&y[r], val); }, gpr);
+}
+
+template <int BITS, int L, int CH, bool HALVES>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) gemv_batch_kernel(GemvBatch b, const float* x) {
     int m = 0;
     while (m + 1 < b.count && int(blockIdx.x) >= b.first_block[m + 1]) ++m;
     const int64_t warp = int64_t(blockIdx.x - b.first_block[m]) * kWarpsPerBlock + threadIdx.x / 32;
-    gemv_warp<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
+    if (HALVES) gemv_warp_halves<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
+    else gemv_warp<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
 }
 
 // Row-sets per warp: about one wave of warps on the chip (132 SMs x 16 warps), at most 16 each, a
@@ -367,8 +394,8 @@ __device__ __forceinline__ void gate_up_warp(const ExpertJob& job, const float* 
 #pragma unroll
         for (int u = 0; u < NB; ++u) {
             const int64_t r = min(rs + u * G::kRpw + sub, inter - 1);
-            G::load_row(job.gate, r, li, rg[u]);
-            G::load_row(job.up, r, li, ru[u]);
+            G::load_row(job.gate, r, li, rg[u], job.gate.cols >> (__ffs(job.gate.group) - 1));
+            G::load_row(job.up, r, li, ru[u], job.up.cols >> (__ffs(job.up.group) - 1));
         }
 #pragma unroll
         for (int u = 0; u < NB; ++u) {
@@ -531,7 +558,8 @@ __global__ void moe_down_kernel(const ExpertJob* jobs, const int32_t* slots, con
 // (prep_kernel: per 8 columns, 4 words of hi pairs then 4 of lo pairs) with per-group sums.
 
 __host__ __device__ inline bool mma_ok(const DMat& w) {
-    return w.format == kAffine && w.bits == 4 && w.group % 32 == 0 && w.cols % w.group == 0 &&
+    return w.format == kAffine && w.bits == 4 && w.group % 32 == 0 && (w.group & (w.group - 1)) == 0 &&
+           w.cols % w.group == 0 &&
            w.row_bytes * 2 == w.cols && w.rows > 0;
 }
 
@@ -608,57 +636,80 @@ __device__ __forceinline__ void mma_rows(const DMat& w, int64_t r0, const MmaIo&
     const int64_t ra = min(r0 + g, w.rows - 1), rb = min(r0 + g + 8, w.rows - 1);
     const uint32_t* wa = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + ra * w.row_bytes);
     const uint32_t* wb = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + rb * w.row_bytes);
-    const int64_t groups = w.cols / w.group;
+    const int gs = __ffs(w.group) - 1;  // a power of two (mma_ok)
+    const int64_t groups = w.cols >> gs;
 #pragma unroll
     for (int i = 0; i < kMmaTiles; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j) acc[i][j] = 0;
-    for (int64_t gi = 0; gi < groups; ++gi) {
-        float P[kMmaTiles][4];
-#pragma unroll
-        for (int i = 0; i < kMmaTiles; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) P[i][j] = 0;
-        for (int64_t c0 = gi * w.group; c0 < (gi + 1) * w.group; c0 += 32) {
-            const uint32_t qa = wa[c0 / 8 + t4], qb = wb[c0 / 8 + t4];
-            uint4 xh[kMmaTiles], xl[kMmaTiles];
-#pragma unroll
-            for (int i = 0; i < kMmaTiles; ++i) {
-                const uint4* p = reinterpret_cast<const uint4*>(io.xp + xrow[i] * io.K + c0 + 8 * t4);
-                xh[i] = p[0];
-                xl[i] = p[1];
-            }
-#pragma unroll
-            for (int st = 0; st < 2; ++st) {
-                const uint32_t a[4] = {code_pair(qa, 2 * st), code_pair(qb, 2 * st), code_pair(qa, 2 * st + 1),
-                                       code_pair(qb, 2 * st + 1)};
-#pragma unroll
-                for (int i = 0; i < kMmaTiles; ++i) {
-                    const uint32_t h0 = st == 0 ? xh[i].x : xh[i].z, h1 = st == 0 ? xh[i].y : xh[i].w;
-                    const uint32_t l0 = st == 0 ? xl[i].x : xl[i].z, l1 = st == 0 ? xl[i].y : xl[i].w;
-                    mma_bf16(P[i], a, h0, h1);
-                    mma_bf16(P[i], a, l0, l1);
-                }
-            }
-        }
-        // scales: rows (g, g + 8); group sums: tokens (2 t4, 2 t4 + 1) of each tile
-        const int64_t ga = ra * groups + gi, gb = rb * groups + gi;
-        const float sa = load_scale(w.scales, w.scale_dtype, ga), ba = load_scale(w.biases, w.scale_dtype, ga);
-        const float sb = load_scale(w.scales, w.scale_dtype, gb), bb = load_scale(w.biases, w.scale_dtype, gb);
+    // Sub-chunks of 32 columns in order, the next one's weights and activations loaded while the
+    // current one is multiplied (the loop is otherwise one memory latency per 32 columns).
+    const int64_t subs = w.cols >> 5, per_group = w.group >> 5;
+    auto load = [&](int64_t sc, uint32_t& qa, uint32_t& qb, uint4 (&xh)[kMmaTiles], uint4 (&xl)[kMmaTiles]) {
+        const int64_t c0 = sc * 32;
+        qa = wa[c0 / 8 + t4];
+        qb = wb[c0 / 8 + t4];
 #pragma unroll
         for (int i = 0; i < kMmaTiles; ++i) {
-            const int src0 = (2 * t4) * 4, src1 = (2 * t4 + 1) * 4;  // lanes holding those tokens' rows
-            const int64_t x0 = __shfl_sync(0xffffffffu, xrow[i], src0), x1 = __shfl_sync(0xffffffffu, xrow[i], src1);
-            const int64_t per = w.group / kSumCols, sums = io.K / kSumCols;
-            float s0 = 0, s1 = 0;
-            for (int64_t q = 0; q < per; ++q) {
-                s0 += io.gsum[x0 * sums + gi * per + q];
-                s1 += io.gsum[x1 * sums + gi * per + q];
+            const uint4* p = reinterpret_cast<const uint4*>(io.xp + xrow[i] * io.K + c0 + 8 * t4);
+            xh[i] = p[0];
+            xl[i] = p[1];
+        }
+    };
+    uint32_t qa, qb;
+    uint4 xh[kMmaTiles], xl[kMmaTiles];
+    load(0, qa, qb, xh, xl);
+    float P[kMmaTiles][4];
+    for (int64_t sc = 0; sc < subs; ++sc) {
+        if ((sc & (per_group - 1)) == 0) {
+#pragma unroll
+            for (int i = 0; i < kMmaTiles; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) P[i][j] = 0;
+        }
+        uint32_t na = 0, nb = 0;
+        uint4 nh[kMmaTiles], nl[kMmaTiles];
+        if (sc + 1 < subs) load(sc + 1, na, nb, nh, nl);
+#pragma unroll
+        for (int st = 0; st < 2; ++st) {
+            const uint32_t a[4] = {code_pair(qa, 2 * st), code_pair(qb, 2 * st), code_pair(qa, 2 * st + 1),
+                                   code_pair(qb, 2 * st + 1)};
+#pragma unroll
+            for (int i = 0; i < kMmaTiles; ++i) {
+                const uint32_t h0 = st == 0 ? xh[i].x : xh[i].z, h1 = st == 0 ? xh[i].y : xh[i].w;
+                const uint32_t l0 = st == 0 ? xl[i].x : xl[i].z, l1 = st == 0 ? xl[i].y : xl[i].w;
+                mma_bf16(P[i], a, h0, h1);
+                mma_bf16(P[i], a, l0, l1);
             }
-            acc[i][0] = fmaf(sa, P[i][0], fmaf(ba, s0, acc[i][0]));
-            acc[i][1] = fmaf(sa, P[i][1], fmaf(ba, s1, acc[i][1]));
-            acc[i][2] = fmaf(sb, P[i][2], fmaf(bb, s0, acc[i][2]));
-            acc[i][3] = fmaf(sb, P[i][3], fmaf(bb, s1, acc[i][3]));
+        }
+        if (((sc + 1) & (per_group - 1)) == 0) {
+            const int64_t gi = sc >> (gs - 5);
+            // scales: rows (g, g + 8); group sums: tokens (2 t4, 2 t4 + 1) of each tile
+            const int64_t ga = ra * groups + gi, gb = rb * groups + gi;
+            const float sa = load_scale(w.scales, w.scale_dtype, ga), ba = load_scale(w.biases, w.scale_dtype, ga);
+            const float sb = load_scale(w.scales, w.scale_dtype, gb), bb = load_scale(w.biases, w.scale_dtype, gb);
+#pragma unroll
+            for (int i = 0; i < kMmaTiles; ++i) {
+                const int src0 = (2 * t4) * 4, src1 = (2 * t4 + 1) * 4;  // lanes holding those tokens' rows
+                const int64_t x0 = __shfl_sync(0xffffffffu, xrow[i], src0), x1 = __shfl_sync(0xffffffffu, xrow[i], src1);
+                const int64_t sums = io.K >> 5;  // kSumCols = 32
+                float s0 = 0, s1 = 0;
+                for (int64_t q = 0; q < per_group; ++q) {
+                    s0 += io.gsum[x0 * sums + gi * per_group + q];
+                    s1 += io.gsum[x1 * sums + gi * per_group + q];
+                }
+                acc[i][0] = fmaf(sa, P[i][0], fmaf(ba, s0, acc[i][0]));
+                acc[i][1] = fmaf(sa, P[i][1], fmaf(ba, s1, acc[i][1]));
+                acc[i][2] = fmaf(sb, P[i][2], fmaf(bb, s0, acc[i][2]));
+                acc[i][3] = fmaf(sb, P[i][3], fmaf(bb, s1, acc[i][3]));
+            }
+        }
+        qa = na;
+        qb = nb;
+#pragma unroll
+        for (int i = 0; i < kMmaTiles; ++i) {
+            xh[i] = nh[i];
+            xl[i] = nl[i];
         }
     }
 }
@@ -793,13 +844,15 @@ void matmul_multi(const DMat* const* w, float* const* y, int count, const float*
         }
         GemvBatch b;
         const int rpw = gemv_rpw(shape);
+        // 4 chunks a lane (4-bit 4096 columns, 8-bit 2048) run as two halves of 2 chunks (registers)
+        const bool halves = shape == kG4L32C4 || shape == kG8L32C4;
         int64_t max_rows = 0;
         int j = i;
         for (; j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && gemv_shape(*w[j]) == shape; ++j)
             max_rows = std::max(max_rows, w[j]->rows);
         b.count = j - i;
-        b.rows_per_warp = gemv_rows_per_warp(max_rows, rpw);
-        const int64_t rows_per_block = int64_t(kWarpsPerBlock) * rpw * b.rows_per_warp;
+        b.rows_per_warp = gemv_rows_per_warp(max_rows * (halves ? 2 : 1), rpw);
+        const int64_t rows_per_block = int64_t(kWarpsPerBlock) * rpw * b.rows_per_warp / (halves ? 2 : 1);
         int blocks = 0;
         for (int m = 0; m < b.count; ++m) {
             b.w[m] = *w[i + m];
@@ -808,15 +861,18 @@ void matmul_multi(const DMat* const* w, float* const* y, int count, const float*
             blocks += int((w[i + m]->rows + rows_per_block - 1) / rows_per_block);
         }
         b.first_block[b.count] = blocks;
+        if (halves)
+            for (int m = 0; m < b.count; ++m)
+                CUDA_CHECK(cudaMemsetAsync(b.y[m], 0, size_t(b.w[m].rows) * sizeof(float), stream));
         const dim3 grid{unsigned(blocks)}, block{unsigned(kWarpsPerBlock * 32)};
         switch (shape) {
-            case kG4L16C1: gemv_batch_kernel<4, 16, 1><<<grid, block, 0, stream>>>(b, x); break;
-            case kG4L32C1: gemv_batch_kernel<4, 32, 1><<<grid, block, 0, stream>>>(b, x); break;
-            case kG4L32C2: gemv_batch_kernel<4, 32, 2><<<grid, block, 0, stream>>>(b, x); break;
-            case kG4L32C4: gemv_batch_kernel<4, 32, 4><<<grid, block, 0, stream>>>(b, x); break;
-            case kG8L32C1: gemv_batch_kernel<8, 32, 1><<<grid, block, 0, stream>>>(b, x); break;
-            case kG8L32C2: gemv_batch_kernel<8, 32, 2><<<grid, block, 0, stream>>>(b, x); break;
-            default: gemv_batch_kernel<8, 32, 4><<<grid, block, 0, stream>>>(b, x); break;
+            case kG4L16C1: gemv_batch_kernel<4, 16, 1, false><<<grid, block, 0, stream>>>(b, x); break;
+            case kG4L32C1: gemv_batch_kernel<4, 32, 1, false><<<grid, block, 0, stream>>>(b, x); break;
+            case kG4L32C2: gemv_batch_kernel<4, 32, 2, false><<<grid, block, 0, stream>>>(b, x); break;
+            case kG4L32C4: gemv_batch_kernel<4, 32, 2, true><<<grid, block, 0, stream>>>(b, x); break;
+            case kG8L32C1: gemv_batch_kernel<8, 32, 1, false><<<grid, block, 0, stream>>>(b, x); break;
+            case kG8L32C2: gemv_batch_kernel<8, 32, 2, false><<<grid, block, 0, stream>>>(b, x); break;
+            default: gemv_batch_kernel<8, 32, 2, true><<<grid, block, 0, stream>>>(b, x); break;
         }
         CUDA_CHECK_LAUNCH("gemv_batch_kernel");
         i = j;

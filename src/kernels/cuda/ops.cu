@@ -86,6 +86,27 @@ __global__ void add_rmsnorm_kernel(float* x, const float* y, const float* w, int
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = (xr[i] * inv) * w[i];
 }
 
+// One token's end of a MoE block: mix = sum_j routed[j] (+ sigmoid(g) * shared y), x += mix, then
+// xn = rmsnorm(x) * w (w == nullptr: no norm). The same arithmetic as moe_combine,
+// add_sigmoid_scaled and add_rmsnorm in turn.
+__global__ void moe_finish_kernel(const float* routed, int64_t k, const float* shared_y, const float* shared_g,
+                                  float* x, const float* w, int64_t dim, float eps, float* out) {
+    const float sig = shared_y ? sigmoidf_(shared_g[0]) : 0.0f;
+    float ss = 0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+        float m = 0;
+        for (int64_t j = 0; j < k; ++j) m += routed[j * dim + i];
+        if (shared_y) m += sig * shared_y[i];
+        const float v = x[i] + m;
+        x[i] = v;
+        ss += v * v;
+    }
+    if (!w) return;  // (uniform)
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) out[i] = (x[i] * inv) * w[i];
+}
+
 __global__ void add_kernel(float* x, const float* y, int64_t count) {
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
         x[i] += y[i];
@@ -289,15 +310,32 @@ __global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs
     }
     const float A = expf(a.A_log[h]);
     const float q_scale = 1.0f / sqrtf(float(Dk));
-    for (int64_t t = 0; t < a.n; ++t) {
+    // This token's inputs are loaded while the previous token is computed (registers: a thread
+    // holds q and k element threadIdx.x, Dk <= blockDim.x).
+    const int64_t e = threadIdx.x;
+    const bool holds = e < Dk;
+    float nq = 0, nk = 0, nv = 0, nb = 0, na = 0;
+    auto fetch = [&](int64_t t) {
         const float* row = a.qkv + t * a.conv_dim;
-        for (int64_t i = threadIdx.x; i < Dk; i += blockDim.x) {
-            qs[i] = row[kh * Dk + i];
-            ks[i] = row[kd + kh * Dk + i];
+        if (holds) {
+            nq = row[kh * Dk + e];
+            nk = row[kd + kh * Dk + e];
         }
-        const float v = valid ? row[2 * kd + h * Dv + j] : 0.0f;
-        const float beta = sigmoidf_(a.b[t * a.value_heads + h]);
-        const float decay = expf(-A * softplusf_(a.a[t * a.value_heads + h] + a.dt_bias[h]));
+        nv = valid ? row[2 * kd + h * Dv + j] : 0.0f;
+        nb = a.b[t * a.value_heads + h];
+        na = a.a[t * a.value_heads + h];
+    };
+    fetch(0);
+    const float dt_bias = a.dt_bias[h];
+    for (int64_t t = 0; t < a.n; ++t) {
+        if (holds) {
+            qs[e] = nq;
+            ks[e] = nk;
+        }
+        const float v = nv;
+        const float beta = sigmoidf_(nb);
+        const float decay = expf(-A * softplusf_(na + dt_bias));
+        if (t + 1 < a.n) fetch(t + 1);
         __syncthreads();
         // l2 norms (every warp computes them: no extra barrier)
         float sq = 0, sk = 0;
@@ -533,6 +571,12 @@ void add_rmsnorm(float* x, const float* y, const float* w, int64_t rows, int64_t
     if (rows <= 0) return;
     add_rmsnorm_kernel<<<unsigned(rows), 256, 0, stream>>>(x, y, w, dim, eps, out);
     CUDA_CHECK_LAUNCH("add_rmsnorm_kernel");
+}
+
+void moe_finish(const float* routed, int64_t k, const float* shared_y, const float* shared_g, float* x,
+                const float* w, int64_t dim, float eps, float* out, cudaStream_t stream) {
+    moe_finish_kernel<<<1, 512, 0, stream>>>(routed, k, shared_y, shared_g, x, w, dim, eps, out);
+    CUDA_CHECK_LAUNCH("moe_finish_kernel");
 }
 
 void add_inplace(float* x, const float* y, int64_t count, cudaStream_t stream) {

@@ -32,6 +32,12 @@ void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float ep
 void add_rmsnorm(float* x, const float* y, const float* w, int64_t rows, int64_t dim, float eps, float* out,
                  cudaStream_t stream);
 
+// One token (n = 1): mix = sum_j routed[j, :] + sigmoid(shared_g[0]) * shared_y (shared_y may be
+// null), x += mix, out = rmsnorm(x) * w (w null: x only). Equals moe_combine, add_sigmoid_scaled
+// and add_rmsnorm (or add_inplace) in turn, in one launch.
+void moe_finish(const float* routed, int64_t k, const float* shared_y, const float* shared_g, float* x,
+                const float* w, int64_t dim, float eps, float* out, cudaStream_t stream);
+
 // x[i] += y[i]
 void add_inplace(float* x, const float* y, int64_t count, cudaStream_t stream);
 

@@ -446,9 +446,17 @@ void Qwen35MoeCuda::run_layers(CudaSequenceState& st, int64_t n, int64_t k, bool
         add_rmsnorm(x, mix, L.post_norm, n, H, eps, xn, s);
         prof("norm");
         moe(l, k, n, device_routing);
-        if (l + 1 < c.num_layers) add_rmsnorm(x, mix, layers_[size_t(l + 1)].input_norm, n, H, eps, xn, s);
-        else add_inplace(x, mix, n * H, s);
-        prof("norm");
+        const float* next_norm = l + 1 < c.num_layers ? layers_[size_t(l + 1)].input_norm : nullptr;
+        if (n == 1) {
+            // the routed rows, the shared expert and the residual in one pass (moe left them apart)
+            moe_finish(scratch_[kRouted].as<float>(), k, L.has_shared ? scratch_[kSharedY].as<float>() : nullptr,
+                       scratch_[kSharedG].as<float>(), x, next_norm, H, eps, xn, s);
+        } else if (next_norm) {
+            add_rmsnorm(x, mix, next_norm, n, H, eps, xn, s);
+        } else {
+            add_inplace(x, mix, n * H, s);
+        }
+        prof("moe finish + norm");
     }
     const int64_t rows = n - logits_from;
     if (rows <= 0) return;
@@ -569,7 +577,7 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
         prof("experts gate_up");
         moe_down_routed(table, d_ids_.as<int32_t>(), int64_t(slots), H, I, act, d_weights_.as<float>(), routed, s);
         prof("experts down");
-        moe_combine(routed, n, k, H, out, s);
+        if (n > 1) moe_combine(routed, n, k, H, out, s);  // n == 1: moe_finish sums them
         prof("experts combine");
     } else {
         routed_from_cache(layer, k, n);
@@ -635,7 +643,7 @@ void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
         moe_gate_up(batch, xn, act, s);
         moe_down(batch, act, d_weights_.as<float>(), routed, s);
     });
-    moe_combine(routed, n, k, H, out, s);
+    if (n > 1) moe_combine(routed, n, k, H, out, s);  // n == 1: moe_finish sums them
 }
 
 void Qwen35MoeCuda::shared_expert(int64_t layer, int64_t n) {
@@ -666,7 +674,7 @@ void Qwen35MoeCuda::shared_expert(int64_t layer, int64_t n) {
         matmul(L.shared_gate, xn, n, sg, s);
     }
     prof("shared expert");
-    add_sigmoid_scaled(out, y, sg, n, H, s);
+    if (n > 1) add_sigmoid_scaled(out, y, sg, n, H, s);  // n == 1: moe_finish adds it
     prof("shared add");
 }
 
