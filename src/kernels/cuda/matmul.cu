@@ -216,6 +216,13 @@ struct Gemv {
     };
 
     // gpr: groups per row of the scales (w.cols / group, unless w is a column slice of a wider matrix)
+    // Asks L2 for this lane's chunks of row r (no registers held: more bytes in flight per warp).
+    __device__ __forceinline__ static void prefetch_row(const DMat& w, int64_t r, int li) {
+        const uint8_t* p = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + (ch * L + li) * 16));
+    }
+
     __device__ __forceinline__ static void load_row(const DMat& w, int64_t r, int li, Row& row, int64_t gpr) {
         const uint4* p = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(w.data) + r * w.row_bytes);
         const int gs = __ffs(w.group) - 1;  // groups are powers of two here (gemv_shape)
@@ -312,6 +319,14 @@ __device__ __forceinline__ void gemv_sets(const DMat& w, const Gemv<BITS, L, CH>
         typename G::Row row[NB];
 #pragma unroll
         for (int u = 0; u < NB; ++u) G::load_row(w, min(rs + u * G::kRpw + sub, w.rows - 1), li, row[u], gpr);
+        // the next two batches of rows into L2 while these are multiplied
+        if (it + NB < sets) {
+#pragma unroll
+            for (int u = 0; u < 2 * NB; ++u) {
+                const int64_t r = rs + (NB + u) * G::kRpw + sub;
+                if (it + NB + u < sets && r < w.rows) G::prefetch_row(w, r, li);
+            }
+        }
 #pragma unroll
         for (int u = 0; u < NB; ++u) {
             const float v = g.dot(row[u]);
@@ -384,6 +399,13 @@ __device__ __forceinline__ void gate_up_warp(const ExpertJob& job, const float* 
     const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
     const int64_t rs0 = warp * G::kRpw * rpw_iters;
     if (rs0 >= inter) return;
+    for (int it = 0; it < rpw_iters; ++it) {  // the warp's rows into L2 up front
+        const int64_t r = rs0 + int64_t(it) * G::kRpw + sub;
+        if (r < inter) {
+            G::prefetch_row(job.gate, r, li);
+            G::prefetch_row(job.up, r, li);
+        }
+    }
     G g;
     g.load_x(x, li);
     constexpr int NB = 1;  // a row-set of gate and one of up loaded together
@@ -614,125 +636,133 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-constexpr int kMmaWarps = 4;        // a block: 4 warps x 16 rows
-constexpr int kMmaTiles = 4;        // n8 tiles per warp: 32 tokens a block
-constexpr int kMmaTokens = kMmaTiles * 8;
+constexpr int kMmaWarps = 4;  // a block: 4 warps, each MT x 16 rows and NT x 8 tokens
 
 // Where a block's tokens come from and where results go.
 struct MmaIo {
     const uint32_t* xp = nullptr;  // prepared rows
     const float* gsum = nullptr;
     int64_t K = 0;
-    // token i of the product -> prepared row: slots ? slots[i] / div : i
-    const int32_t* slots = nullptr;
-    int64_t div = 1;
+    int64_t div = 1;  // token -> prepared row: slot / div (routed gate/up) or the slot itself
 };
 
-// The partial products of one warp: rows r0 .. r0 + 15 of w, tokens tok[0..kMmaTiles*8) (prepared rows
-// xrow[]), accumulated into acc as fp32 dot products.
-__device__ __forceinline__ void mma_rows(const DMat& w, int64_t r0, const MmaIo& io, const int64_t (&xrow)[kMmaTiles],
-                                         float (&acc)[kMmaTiles][4]) {
+// One warp's products: rows r0 .. r0 + 16 MT of w (MT m16 tiles, sharing every activation fragment)
+// times the tokens whose prepared rows are xrow[] (NT n8 tiles; lane (g, t4) holds the row of token
+// i * 8 + g of tile i), as fp32 dot products in acc[m][i][.] (the m16n8 accumulator layout).
+template <int MT, int NT>
+__device__ __forceinline__ void mma_rows(const DMat& w, int64_t r0, const MmaIo& io, const int64_t (&xrow)[NT],
+                                         float (&acc)[MT][NT][4]) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int64_t ra = min(r0 + g, w.rows - 1), rb = min(r0 + g + 8, w.rows - 1);
-    const uint32_t* wa = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + ra * w.row_bytes);
-    const uint32_t* wb = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + rb * w.row_bytes);
+    const uint32_t* wr[MT][2];
+    int64_t rr[MT][2];
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            rr[m][h] = min(r0 + m * 16 + h * 8 + g, w.rows - 1);
+            wr[m][h] = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + rr[m][h] * w.row_bytes);
+        }
     const int gs = __ffs(w.group) - 1;  // a power of two (mma_ok)
-    const int64_t groups = w.cols >> gs;
+    const int64_t groups = w.cols >> gs, per_group = w.group >> 5, sums = io.K >> 5;  // kSumCols = 32
 #pragma unroll
-    for (int i = 0; i < kMmaTiles; ++i)
+    for (int m = 0; m < MT; ++m)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0;
-    // Sub-chunks of 32 columns in order, the next one's weights and activations loaded while the
-    // current one is multiplied (the loop is otherwise one memory latency per 32 columns).
-    const int64_t subs = w.cols >> 5, per_group = w.group >> 5;
-    auto load = [&](int64_t sc, uint32_t& qa, uint32_t& qb, uint4 (&xh)[kMmaTiles], uint4 (&xl)[kMmaTiles]) {
-        const int64_t c0 = sc * 32;
-        qa = wa[c0 / 8 + t4];
-        qb = wb[c0 / 8 + t4];
+        for (int i = 0; i < NT; ++i)
 #pragma unroll
-        for (int i = 0; i < kMmaTiles; ++i) {
-            const uint4* p = reinterpret_cast<const uint4*>(io.xp + xrow[i] * io.K + c0 + 8 * t4);
-            xh[i] = p[0];
-            xl[i] = p[1];
-        }
-    };
-    uint32_t qa, qb;
-    uint4 xh[kMmaTiles], xl[kMmaTiles];
-    load(0, qa, qb, xh, xl);
-    float P[kMmaTiles][4];
-    for (int64_t sc = 0; sc < subs; ++sc) {
-        if ((sc & (per_group - 1)) == 0) {
+            for (int j = 0; j < 4; ++j) acc[m][i][j] = 0;
+    for (int64_t gi = 0; gi < groups; ++gi) {
+        float P[MT][NT][4];
 #pragma unroll
-            for (int i = 0; i < kMmaTiles; ++i)
+        for (int m = 0; m < MT; ++m)
 #pragma unroll
-                for (int j = 0; j < 4; ++j) P[i][j] = 0;
-        }
-        uint32_t na = 0, nb = 0;
-        uint4 nh[kMmaTiles], nl[kMmaTiles];
-        if (sc + 1 < subs) load(sc + 1, na, nb, nh, nl);
+            for (int i = 0; i < NT; ++i)
 #pragma unroll
-        for (int st = 0; st < 2; ++st) {
-            const uint32_t a[4] = {code_pair(qa, 2 * st), code_pair(qb, 2 * st), code_pair(qa, 2 * st + 1),
-                                   code_pair(qb, 2 * st + 1)};
+                for (int j = 0; j < 4; ++j) P[m][i][j] = 0;
+        for (int64_t c0 = gi << gs; c0 < (gi + 1) << gs; c0 += 32) {
+            uint32_t q[MT][2];
 #pragma unroll
-            for (int i = 0; i < kMmaTiles; ++i) {
-                const uint32_t h0 = st == 0 ? xh[i].x : xh[i].z, h1 = st == 0 ? xh[i].y : xh[i].w;
-                const uint32_t l0 = st == 0 ? xl[i].x : xl[i].z, l1 = st == 0 ? xl[i].y : xl[i].w;
-                mma_bf16(P[i], a, h0, h1);
-                mma_bf16(P[i], a, l0, l1);
+            for (int m = 0; m < MT; ++m) {
+                q[m][0] = wr[m][0][c0 / 8 + t4];
+                q[m][1] = wr[m][1][c0 / 8 + t4];
+            }
+            uint4 xh[NT], xl[NT];
+#pragma unroll
+            for (int i = 0; i < NT; ++i) {
+                const uint4* p = reinterpret_cast<const uint4*>(io.xp + xrow[i] * io.K + c0 + 8 * t4);
+                xh[i] = p[0];
+                xl[i] = p[1];
+            }
+#pragma unroll
+            for (int st = 0; st < 2; ++st) {
+#pragma unroll
+                for (int m = 0; m < MT; ++m) {
+                    const uint32_t a[4] = {code_pair(q[m][0], 2 * st), code_pair(q[m][1], 2 * st),
+                                           code_pair(q[m][0], 2 * st + 1), code_pair(q[m][1], 2 * st + 1)};
+#pragma unroll
+                    for (int i = 0; i < NT; ++i) {
+                        const uint32_t h0 = st == 0 ? xh[i].x : xh[i].z, h1 = st == 0 ? xh[i].y : xh[i].w;
+                        const uint32_t l0 = st == 0 ? xl[i].x : xl[i].z, l1 = st == 0 ? xl[i].y : xl[i].w;
+                        mma_bf16(P[m][i], a, h0, h1);
+                        mma_bf16(P[m][i], a, l0, l1);
+                    }
+                }
             }
         }
-        if (((sc + 1) & (per_group - 1)) == 0) {
-            const int64_t gi = sc >> (gs - 5);
-            // scales: rows (g, g + 8); group sums: tokens (2 t4, 2 t4 + 1) of each tile
-            const int64_t ga = ra * groups + gi, gb = rb * groups + gi;
+        // group sums of tokens (2 t4, 2 t4 + 1) of each tile, held by lanes (2 t4) * 4 and (2 t4 + 1) * 4
+        float s0[NT], s1[NT];
+#pragma unroll
+        for (int i = 0; i < NT; ++i) {
+            const int64_t x0 = __shfl_sync(0xffffffffu, xrow[i], (2 * t4) * 4);
+            const int64_t x1 = __shfl_sync(0xffffffffu, xrow[i], (2 * t4 + 1) * 4);
+            s0[i] = 0;
+            s1[i] = 0;
+            for (int64_t u = 0; u < per_group; ++u) {
+                s0[i] += io.gsum[x0 * sums + gi * per_group + u];
+                s1[i] += io.gsum[x1 * sums + gi * per_group + u];
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+            const int64_t ga = rr[m][0] * groups + gi, gb = rr[m][1] * groups + gi;
             const float sa = load_scale(w.scales, w.scale_dtype, ga), ba = load_scale(w.biases, w.scale_dtype, ga);
             const float sb = load_scale(w.scales, w.scale_dtype, gb), bb = load_scale(w.biases, w.scale_dtype, gb);
 #pragma unroll
-            for (int i = 0; i < kMmaTiles; ++i) {
-                const int src0 = (2 * t4) * 4, src1 = (2 * t4 + 1) * 4;  // lanes holding those tokens' rows
-                const int64_t x0 = __shfl_sync(0xffffffffu, xrow[i], src0), x1 = __shfl_sync(0xffffffffu, xrow[i], src1);
-                const int64_t sums = io.K >> 5;  // kSumCols = 32
-                float s0 = 0, s1 = 0;
-                for (int64_t q = 0; q < per_group; ++q) {
-                    s0 += io.gsum[x0 * sums + gi * per_group + q];
-                    s1 += io.gsum[x1 * sums + gi * per_group + q];
-                }
-                acc[i][0] = fmaf(sa, P[i][0], fmaf(ba, s0, acc[i][0]));
-                acc[i][1] = fmaf(sa, P[i][1], fmaf(ba, s1, acc[i][1]));
-                acc[i][2] = fmaf(sb, P[i][2], fmaf(bb, s0, acc[i][2]));
-                acc[i][3] = fmaf(sb, P[i][3], fmaf(bb, s1, acc[i][3]));
+            for (int i = 0; i < NT; ++i) {
+                acc[m][i][0] = fmaf(sa, P[m][i][0], fmaf(ba, s0[i], acc[m][i][0]));
+                acc[m][i][1] = fmaf(sa, P[m][i][1], fmaf(ba, s1[i], acc[m][i][1]));
+                acc[m][i][2] = fmaf(sb, P[m][i][2], fmaf(bb, s0[i], acc[m][i][2]));
+                acc[m][i][3] = fmaf(sb, P[m][i][3], fmaf(bb, s1[i], acc[m][i][3]));
             }
-        }
-        qa = na;
-        qb = nb;
-#pragma unroll
-        for (int i = 0; i < kMmaTiles; ++i) {
-            xh[i] = nh[i];
-            xl[i] = nl[i];
         }
     }
 }
 
-// Dense: y[t, r] for tokens [blockIdx.y * 32, +32), rows [blockIdx.x * 64, +64).
+// Dense: 2 x 16 rows and 4 x 8 tokens a warp; block (row tile of 128, token tile of 32).
+constexpr int kDenseMT = 2, kDenseNT = 4;
+constexpr int kDenseRows = kMmaWarps * kDenseMT * 16, kDenseTokens = kDenseNT * 8;
+// Routed experts (about 16 tokens an expert in a 512-token prompt): 2 x 16 rows, 2 x 8 tokens.
+constexpr int kMoeMT = 2, kMoeNT = 2;
+constexpr int kMoeRows = kMmaWarps * kMoeMT * 16, kMoeTokens = kMoeNT * 8;
+
 __global__ void __launch_bounds__(kMmaWarps * 32) mma_matmul_kernel(DMat w, MmaIo io, int64_t n, float* y) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int64_t r0 = int64_t(blockIdx.x) * (kMmaWarps * 16) + (threadIdx.x >> 5) * 16;
+    const int64_t r0 = int64_t(blockIdx.x) * kDenseRows + (threadIdx.x >> 5) * (kDenseMT * 16);
     if (r0 >= w.rows) return;
-    const int64_t tok0 = int64_t(blockIdx.y) * kMmaTokens;
-    int64_t xrow[kMmaTiles];
+    const int64_t tok0 = int64_t(blockIdx.y) * kDenseTokens;
+    int64_t xrow[kDenseNT];
 #pragma unroll
-    for (int i = 0; i < kMmaTiles; ++i) xrow[i] = min(tok0 + i * 8 + g, n - 1);
-    float acc[kMmaTiles][4];
-    mma_rows(w, r0, io, xrow, acc);
+    for (int i = 0; i < kDenseNT; ++i) xrow[i] = min(tok0 + i * 8 + g, n - 1);
+    float acc[kDenseMT][kDenseNT][4];
+    mma_rows<kDenseMT, kDenseNT>(w, r0, io, xrow, acc);
 #pragma unroll
-    for (int i = 0; i < kMmaTiles; ++i) {
+    for (int m = 0; m < kDenseMT; ++m)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int64_t t = tok0 + i * 8 + 2 * t4 + (j & 1), r = r0 + g + (j >> 1) * 8;
-            if (t < n && r < w.rows) y[t * w.rows + r] = acc[i][j];
-        }
-    }
+        for (int i = 0; i < kDenseNT; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int64_t t = tok0 + i * 8 + 2 * t4 + (j & 1), r = r0 + m * 16 + g + (j >> 1) * 8;
+                if (t < n && r < w.rows) y[t * w.rows + r] = acc[m][i][j];
+            }
 }
 
 // Routed experts: block (row tile, token tile, job); the job's slots are its tokens.
@@ -741,24 +771,25 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
     const ExpertJob& job = jobs[blockIdx.z];
     if (!(mma_ok(job.gate) && mma_ok(job.up))) return;  // (their cols are the input width, io.K)
     const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int64_t r0 = int64_t(blockIdx.x) * (kMmaWarps * 16) + (threadIdx.x >> 5) * 16;
-    const int64_t c0 = int64_t(blockIdx.y) * kMmaTokens;
+    const int64_t r0 = int64_t(blockIdx.x) * kMoeRows + (threadIdx.x >> 5) * (kMoeMT * 16);
+    const int64_t c0 = int64_t(blockIdx.y) * kMoeTokens;
     if (r0 >= inter || c0 >= job.count) return;
     const int32_t* sl = slots + job.slot_begin;
-    int64_t xrow[kMmaTiles];
+    int64_t xrow[kMoeNT];
 #pragma unroll
-    for (int i = 0; i < kMmaTiles; ++i) xrow[i] = sl[min(c0 + i * 8 + g, int64_t(job.count) - 1)] / io.div;
-    float ag[kMmaTiles][4], au[kMmaTiles][4];
-    mma_rows(job.gate, r0, io, xrow, ag);
-    mma_rows(job.up, r0, io, xrow, au);
+    for (int i = 0; i < kMoeNT; ++i) xrow[i] = sl[min(c0 + i * 8 + g, int64_t(job.count) - 1)] / io.div;
+    float ag[kMoeMT][kMoeNT][4], au[kMoeMT][kMoeNT][4];
+    mma_rows<kMoeMT, kMoeNT>(job.gate, r0, io, xrow, ag);
+    mma_rows<kMoeMT, kMoeNT>(job.up, r0, io, xrow, au);
 #pragma unroll
-    for (int i = 0; i < kMmaTiles; ++i) {
+    for (int m = 0; m < kMoeMT; ++m)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int64_t c = c0 + i * 8 + 2 * t4 + (j & 1), r = r0 + g + (j >> 1) * 8;
-            if (c < job.count && r < inter) act[int64_t(sl[c]) * inter + r] = silu(ag[i][j]) * au[i][j];
-        }
-    }
+        for (int i = 0; i < kMoeNT; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int64_t c = c0 + i * 8 + 2 * t4 + (j & 1), r = r0 + m * 16 + g + (j >> 1) * 8;
+                if (c < job.count && r < inter) act[int64_t(sl[c]) * inter + r] = silu(ag[m][i][j]) * au[m][i][j];
+            }
 }
 
 __global__ void __launch_bounds__(kMmaWarps * 32) mma_down_kernel(const ExpertJob* jobs, const int32_t* slots, MmaIo io,
@@ -766,26 +797,27 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_down_kernel(const ExpertJo
     const ExpertJob& job = jobs[blockIdx.z];
     if (!mma_ok(job.down)) return;
     const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int64_t r0 = int64_t(blockIdx.x) * (kMmaWarps * 16) + (threadIdx.x >> 5) * 16;
-    const int64_t c0 = int64_t(blockIdx.y) * kMmaTokens;
+    const int64_t r0 = int64_t(blockIdx.x) * kMoeRows + (threadIdx.x >> 5) * (kMoeMT * 16);
+    const int64_t c0 = int64_t(blockIdx.y) * kMoeTokens;
     if (r0 >= hidden || c0 >= job.count) return;
     const int32_t* sl = slots + job.slot_begin;
-    int64_t xrow[kMmaTiles];
+    int64_t xrow[kMoeNT];
 #pragma unroll
-    for (int i = 0; i < kMmaTiles; ++i) xrow[i] = sl[min(c0 + i * 8 + g, int64_t(job.count) - 1)];
-    float acc[kMmaTiles][4];
-    mma_rows(job.down, r0, io, xrow, acc);
+    for (int i = 0; i < kMoeNT; ++i) xrow[i] = sl[min(c0 + i * 8 + g, int64_t(job.count) - 1)];
+    float acc[kMoeMT][kMoeNT][4];
+    mma_rows<kMoeMT, kMoeNT>(job.down, r0, io, xrow, acc);
 #pragma unroll
-    for (int i = 0; i < kMmaTiles; ++i) {
+    for (int m = 0; m < kMoeMT; ++m)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int64_t c = c0 + i * 8 + 2 * t4 + (j & 1), r = r0 + g + (j >> 1) * 8;
-            if (c < job.count && r < hidden) {
-                const int32_t slot = sl[c];
-                routed[int64_t(slot) * hidden + r] = acc[i][j] * weights[slot];
+        for (int i = 0; i < kMoeNT; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int64_t c = c0 + i * 8 + 2 * t4 + (j & 1), r = r0 + m * 16 + g + (j >> 1) * 8;
+                if (c < job.count && r < hidden) {
+                    const int32_t slot = sl[c];
+                    routed[int64_t(slot) * hidden + r] = acc[m][i][j] * weights[slot];
+                }
             }
-        }
-    }
 }
 
 __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
@@ -889,8 +921,8 @@ void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t str
     }
     if (mma_ok(w) && (w.cols % 8) == 0) {
         const MmaIo io = prepare(x, n, w.cols, stream);
-        mma_matmul_kernel<<<dim3(unsigned((w.rows + kMmaWarps * 16 - 1) / (kMmaWarps * 16)),
-                                 unsigned((n + kMmaTokens - 1) / kMmaTokens)),
+        mma_matmul_kernel<<<dim3(unsigned((w.rows + kDenseRows - 1) / kDenseRows),
+                                 unsigned((n + kDenseTokens - 1) / kDenseTokens)),
                             kMmaWarps * 32, 0, stream>>>(w, io, n, y);
         CUDA_CHECK_LAUNCH("mma_matmul_kernel");
         return;
@@ -923,8 +955,8 @@ void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t str
             const MmaIo base = prepare(x, b.tokens, b.hidden, stream);
             MmaIo io = base;
             io.div = b.k;
-            mma_gate_up_kernel<<<dim3(unsigned((b.intermediate + kMmaWarps * 16 - 1) / (kMmaWarps * 16)),
-                                      unsigned((b.max_count + kMmaTokens - 1) / kMmaTokens), unsigned(b.njobs)),
+            mma_gate_up_kernel<<<dim3(unsigned((b.intermediate + kMoeRows - 1) / kMoeRows),
+                                      unsigned((b.max_count + kMoeTokens - 1) / kMoeTokens), unsigned(b.njobs)),
                                  kMmaWarps * 32, 0, stream>>>(b.jobs, b.slots, io, act, b.intermediate);
             CUDA_CHECK_LAUNCH("mma_gate_up_kernel");
         }
@@ -953,8 +985,8 @@ void moe_down(const MoeBatch& b, const float* act, const float* weights, float* 
         if (mma) {
             // act has a row per slot: tokens * k rows
             const MmaIo io = prepare(act, b.tokens * b.k, b.intermediate, stream);
-            mma_down_kernel<<<dim3(unsigned((b.hidden + kMmaWarps * 16 - 1) / (kMmaWarps * 16)),
-                                   unsigned((b.max_count + kMmaTokens - 1) / kMmaTokens), unsigned(b.njobs)),
+            mma_down_kernel<<<dim3(unsigned((b.hidden + kMoeRows - 1) / kMoeRows),
+                                   unsigned((b.max_count + kMoeTokens - 1) / kMoeTokens), unsigned(b.njobs)),
                               kMmaWarps * 32, 0, stream>>>(b.jobs, b.slots, io, weights, routed, b.hidden);
             CUDA_CHECK_LAUNCH("mma_down_kernel");
         }
