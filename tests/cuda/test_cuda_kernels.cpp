@@ -222,7 +222,9 @@ TEST(CudaKernels, AttentionMatchesReference) {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 rng(test_seed());
     struct Case { int64_t heads, kv_heads, head_dim, rotary, position, n; };
-    for (Case cs : {Case{4, 2, 32, 8, 0, 5}, Case{3, 1, 24, 6, 7, 1}, Case{16, 2, 256, 64, 300, 3}, Case{2, 1, 24, 6, 0, 200}}) {
+    // (one token over 300 and over 5000 cached rows: the split single-token kernel)
+    for (Case cs : {Case{4, 2, 32, 8, 0, 5}, Case{3, 1, 24, 6, 7, 1}, Case{16, 2, 256, 64, 300, 3}, Case{2, 1, 24, 6, 0, 200},
+                    Case{16, 2, 256, 64, 300, 1}, Case{4, 2, 64, 16, 5000, 1}}) {
         const int64_t qdim = cs.heads * cs.head_dim * 2, kvdim = cs.kv_heads * cs.head_dim;
         const int64_t total = cs.position + cs.n;
         auto q = random_floats(size_t(cs.n * qdim), rng), k = random_floats(size_t(cs.n * kvdim), rng);

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <map>
+#include <mutex>
 
 namespace flashmoe::cuda {
 
@@ -207,6 +209,89 @@ __global__ void attention_kernel(AttentionShape s, const float* q, const float* 
     for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
         const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
         if (d < hd) o[d] = (acc[u] / l) * sigmoidf_(gate[d]);
+    }
+}
+
+// A single token's attention split over blocks (flash-decoding): block (head, split) takes cache
+// rows [split * chunk, min(len, (split + 1) * chunk)) and leaves its running max, sum and unnormalised
+// output in part[(head * splits + split) * (head_dim + 2)]; attention_merge_kernel combines them.
+__global__ void attention_split_kernel(AttentionShape s, const float* q, const float* keys, const float* values,
+                                       int64_t chunk, float* part) {
+    extern __shared__ float smem[];
+    float* qs = smem;                 // [head_dim]
+    float* prob = smem + s.head_dim;  // [kAttnThreads]
+    const int64_t h = blockIdx.x, split = blockIdx.y, hd = s.head_dim;
+    const int64_t kvh = h / (s.heads / s.kv_heads);
+    const int64_t len = (s.d_position ? *s.d_position : s.position) + 1;
+    const int64_t pb = split * chunk, pe = min(len, pb + chunk);
+    const float* qh = q + h * 2 * hd;
+    const float scale = 1.0f / sqrtf(float(hd));
+    for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
+    __syncthreads();
+    float acc[kAttnMaxDimPerThread] = {0, 0, 0, 0};
+    float m = -FLT_MAX, l = 0;
+    const int64_t row = s.kv_heads * hd;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    constexpr int kWarps = kAttnThreads / 32;
+    for (int64_t p0 = pb; p0 < pe; p0 += kAttnThreads) {
+        for (int j = warp; j < kAttnThreads; j += kWarps) {
+            const int64_t p = p0 + j;
+            float d = 0;
+            if (p < pe) {
+                const float* kp = keys + p * row + kvh * hd;
+                for (int64_t i = lane; i < hd; i += 32) d = fmaf(qs[i], kp[i], d);
+            }
+            d = warp_sum(d);
+            if (lane == 0) prob[j] = p < pe ? d * scale : -FLT_MAX;
+        }
+        __syncthreads();
+        const int64_t p = p0 + threadIdx.x;
+        const float score = prob[threadIdx.x];
+        const float cm = block_max(score);
+        const float nm = fmaxf(m, cm);
+        const float corr = expf(m - nm);
+        const float e = p < pe ? expf(score - nm) : 0.0f;
+        prob[threadIdx.x] = e;
+        const float cs = block_sum(e);
+        l = l * corr + cs;
+        const int64_t cnt = pe - p0 < kAttnThreads ? pe - p0 : kAttnThreads;
+#pragma unroll
+        for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
+            const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
+            if (d < hd) {
+                float a = acc[u] * corr;
+                const float* vp = values + p0 * row + kvh * hd + d;
+                for (int64_t j = 0; j < cnt; ++j) a = fmaf(prob[j], vp[j * row], a);
+                acc[u] = a;
+            }
+        }
+        m = nm;
+        __syncthreads();
+    }
+    float* out = part + (h * gridDim.y + split) * (hd + 2);
+#pragma unroll
+    for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
+        const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
+        if (d < hd) out[d] = acc[u];
+    }
+    if (threadIdx.x == 0) {
+        out[hd] = m;  // -FLT_MAX with l = 0 for a split past the end
+        out[hd + 1] = l;
+    }
+}
+
+__global__ void attention_merge_kernel(AttentionShape s, const float* q, const float* part, int64_t splits, float* o) {
+    const int64_t h = blockIdx.x, hd = s.head_dim;
+    const float* ph = part + h * splits * (hd + 2);
+    float M = -FLT_MAX;
+    for (int64_t i = 0; i < splits; ++i) M = fmaxf(M, ph[i * (hd + 2) + hd]);
+    float L = 0;
+    for (int64_t i = 0; i < splits; ++i) L += ph[i * (hd + 2) + hd + 1] * expf(ph[i * (hd + 2) + hd] - M);
+    const float* gate = q + h * 2 * hd + hd;
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        float a = 0;
+        for (int64_t i = 0; i < splits; ++i) a += ph[i * (hd + 2) + d] * expf(ph[i * (hd + 2) + hd] - M);
+        o[h * hd + d] = (a / L) * sigmoidf_(gate[d]);
     }
 }
 
@@ -554,6 +639,21 @@ __global__ void add_sigmoid_scaled_kernel(float* out, const float* y, const floa
         out[i] += sigmoidf_(g[i / hidden]) * y[i];
 }
 
+// Scratch for the split attention's partial results, one buffer per stream, grown only while the
+// stream is idle and not being captured (a captured graph keeps the pointer it saw; the forward
+// runs a configuration uncaptured before it captures it, which sizes this first).
+void* attention_workspace(cudaStream_t stream, size_t bytes) {
+    static std::mutex mutex;
+    static auto* buffers = new std::map<cudaStream_t, DeviceBuffer>();
+    std::lock_guard<std::mutex> lock(mutex);
+    DeviceBuffer& b = (*buffers)[stream];
+    if (!b.get() || b.bytes() < bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+        b.reserve(std::max(bytes, b.bytes() * 2));
+    }
+    return b.get();
+}
+
 unsigned grid_for(int64_t count, int threads) {
     return unsigned(std::clamp<int64_t>((count + threads - 1) / threads, 1, 4096));
 }
@@ -607,6 +707,20 @@ void attention(const AttentionShape& s, const float* q, const float* keys, const
         CUDA_CHECK(cudaErrorInvalidValue);  // head_dim beyond 512 is not supported
     }
     const size_t smem = size_t(s.head_dim + kAttnThreads) * sizeof(float);
+    const int64_t bound = s.d_position && s.max_len > 0 ? s.max_len : s.position + s.n;
+    if (s.n == 1 && bound > 64) {
+        // Splits of at least 32 rows, at most 32 splits (fixed by the bound: a captured graph replays
+        // at every position up to it).
+        const int64_t splits = std::min<int64_t>(32, (bound + 31) / 32);
+        const int64_t chunk = (bound + splits - 1) / splits;
+        float* part = static_cast<float*>(attention_workspace(stream, size_t(s.heads * splits * (s.head_dim + 2)) * 4));
+        attention_split_kernel<<<dim3(unsigned(s.heads), unsigned(splits)), kAttnThreads, smem, stream>>>(
+            s, q, keys, values, chunk, part);
+        CUDA_CHECK_LAUNCH("attention_split_kernel");
+        attention_merge_kernel<<<unsigned(s.heads), 128, 0, stream>>>(s, q, part, splits, out);
+        CUDA_CHECK_LAUNCH("attention_merge_kernel");
+        return;
+    }
     attention_kernel<<<dim3(unsigned(s.n), unsigned(s.heads)), kAttnThreads, smem, stream>>>(s, q, keys, values, out);
     CUDA_CHECK_LAUNCH("attention_kernel");
 }

@@ -50,6 +50,9 @@ struct AttentionShape {
     // When set, the position is read from this device int64 instead (so that a captured CUDA graph
     // replays at every position).
     const int64_t* d_position = nullptr;
+    // An upper bound on position + n known to the host (the KV cache capacity) when d_position is
+    // set: a single-token attention splits the positions over blocks by it (0: position + n).
+    int64_t max_len = 0;
 };
 // In place: RMSNorm (q_norm / k_norm) then NeoX RoPE on the first rotary_dim dims of every query
 // head (q [n, heads * 2 * head_dim], the query half of each head) and every key head (k [n, kv_heads * head_dim]).

@@ -486,7 +486,7 @@ void Qwen35MoeCuda::attention(int64_t layer, CudaSequenceState& st, int64_t n) {
     }
     prof("attn qkv");
     AttentionShape shape{n, st.position(), nh, nkv, hd, c.rotary_dim, float(c.rope_theta), float(c.rms_norm_eps),
-                         d_position_.as<int64_t>()};
+                         d_position_.as<int64_t>(), st.kv_capacity()};
     attention_prepare(shape, q, k, w.q_norm, w.k_norm, s);
     auto& L = st.layers[size_t(layer)];
     kv_append(shape, k, v, L.keys.as<float>(), L.values.as<float>(), s);
