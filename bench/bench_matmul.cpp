@@ -1,6 +1,9 @@
 // Microbenchmark of flashmoe::matmul on the weight shapes of Qwen3.5-35B-A3B (MLX 4-bit, group 64,
-// bf16 scales), decode (n = 1) and prefill (n = 64), 1 and 2 threads. Reports GB/s of weight data
-// streamed (codes + scales + biases) and GFLOP/s (2 * rows * cols * n per call).
+// bf16 scales; the router 8-bit), decode (n = 1), an expert's share of a 512-token prompt at K = 8
+// (n = 16) and a dense matrix's whole prompt (n = 512), 2 threads, and 1 thread for the expert
+// shapes and in_proj_qkv. Reports GB/s of weight data streamed (codes + scales + biases) and
+// GFLOP/s (2 * rows * cols * n per call) over wall time. On a shared machine, the 1-thread rows'
+// CPU time (the `CPU` column) is the steadier measure of a kernel's cost.
 //
 // Weights are cold, as in the engine (each token streams ~1.7 GB, far more than any cache): small
 // matrices are replicated until the set exceeds the L3 cache and each iteration uses the next copy.
@@ -8,7 +11,9 @@
 // FLASHMOE_BENCH_HOT=1 uses a single copy instead (cache-resident when it fits): the kernel's
 // compute ceiling, for comparison.
 //
-// The instruction set is the process-wide one, so run once per ISA:
+// The instruction set and the activation mode are the process-wide ones (the names carry both), so
+// run once per combination:
+//   for act in f32 int8; do FLASHMOE_MATMUL_ACT=$act ./build/bench/bench_matmul; done
 //   for isa in scalar avx2 avx512; do FLASHMOE_ISA=$isa ./build/bench/bench_matmul; done
 #include "kernels/cpu/matmul.h"
 #include "ops/tensor.h"
@@ -111,36 +116,47 @@ struct Shape {
 };
 
 void register_all() {
-    const Shape shapes[] = {
-        {"expert_gate_up", 512, 2048},   // one expert's gate or up projection
-        {"expert_down", 2048, 512},      // one expert's down projection
-        {"in_proj_qkv", 8192, 2048},     // DeltaNet qkv projection
-        {"lm_head", 248320, 2048},       // vocabulary projection
+    const Shape expert_gate_up{"expert_gate_up", 512, 2048};  // one expert's gate or up projection
+    const Shape expert_down{"expert_down", 2048, 512};        // one expert's down projection
+    const Shape dense[] = {
+        {"in_proj_qkv", 8192, 2048},  // DeltaNet qkv projection
+        {"in_proj_z", 4096, 2048},    // DeltaNet output gate
+        {"out_proj", 2048, 4096},     // DeltaNet / attention output projection
+        {"q_proj", 8192, 2048},       // attention query + gate (k_proj, v_proj: 512 rows)
     };
+    const Shape lm_head{"lm_head", 248320, 2048};  // vocabulary projection
+    const Shape router{"router", 256, 2048};        // 8-bit
     struct Format {
         const char* name;
         WeightFormat format;
         int bits;
     };
-    const Format formats[] = {{"affine4", WeightFormat::Affine, 4}};
-    const Format extra[] = {{"affine8", WeightFormat::Affine, 8}, {"bf16", WeightFormat::BF16, 0}};
-    const std::string isa = std::string(isa_name(active_isa())) + (hot_mode() ? "/hot" : "");
+    const Format q4{"affine4", WeightFormat::Affine, 4}, q8{"affine8", WeightFormat::Affine, 8},
+        bf16{"bf16", WeightFormat::BF16, 0};
+    const std::string mode = std::string(isa_name(active_isa())) + "-" +
+                             std::string(matmul_activations_name(matmul_activations())) + (hot_mode() ? "/hot" : "");
+    const bool scalar = active_isa() == Isa::Scalar;
     auto add = [&](const Format& f, const Shape& s, int64_t n, int threads) {
-        const std::string name = fmt::format("{}/{}/{}[{}x{}]/n={}/threads={}", isa, f.name, s.name, s.rows, s.cols, n,
-                                             threads);
+        // The scalar reference at prefill would take minutes.
+        if (scalar && n * s.rows * s.cols > (int64_t(1) << 28)) return;
+        const std::string name = fmt::format("{}/{}/{}[{}x{}]/n={}/threads={}", mode, f.name, s.name, s.rows, s.cols,
+                                             n, threads);
         benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
             run(st, f.format, f.bits, s.rows, s.cols, n, threads);
         })->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
     };
-    for (int64_t n : {1, 64})
-        for (const Shape& s : shapes)
-            for (int threads : {1, 2}) {
-                // The scalar reference at prefill on the vocabulary matrix would take minutes.
-                if (active_isa() == Isa::Scalar && n > 1 && s.rows > 100000) continue;
-                add(formats[0], s, n, threads);
-            }
-    for (const Format& f : extra)
-        for (int threads : {1, 2}) add(f, shapes[2], 1, threads);
+    for (int64_t n : {1, 16, 512}) {
+        for (const Shape& s : {expert_gate_up, expert_down}) {
+            add(q4, s, n, 1);
+            add(q4, s, n, 2);
+        }
+        add(q4, dense[0], n, 1);
+        for (const Shape& s : dense) add(q4, s, n, 2);
+    }
+    add(q4, lm_head, 1, 2);
+    for (int64_t n : {1, 16, 512}) add(q8, router, n, 2);
+    add(q8, dense[0], 1, 2);
+    add(bf16, dense[0], 1, 2);
 }
 
 }  // namespace

@@ -85,6 +85,9 @@ std::string text_header(const BenchReport& r) {
     return out;
 }
 
+// With --io mmap on the CPU the OS page cache is the only cache: the --cache budget plays no part.
+std::string cache_label(const RowSpec& s) { return s.io == "mmap" && s.device == "cpu" ? "page cache" : s.cache_text; }
+
 std::string markdown_table(const BenchReport& r) {
     std::string out =
         "| K | cache | io | device | start | pp tok/s | TTFT s | prefill read GB | tg tok/s | disk MB/token | hit % | "
@@ -94,7 +97,7 @@ std::string markdown_table(const BenchReport& r) {
         const RowSpec& s = row.spec;
         if (!row.ok()) {
             out += fmt::format("| {} | {} | {} | {} | {} | {} ||||||||||||\n", s.k ? fmt::format("{}", s.k) : "model",
-                               s.cache_text, s.io, s.device, s.start_state, row.status);
+                               cache_label(s), s.io, s.device, s.start_state, row.status);
             continue;
         }
         const double limit = limit_tok_s(r, row);
@@ -102,7 +105,7 @@ std::string markdown_table(const BenchReport& r) {
         if (row.peak_vram) rss += fmt::format(" (VRAM {:.2f})", double(row.peak_vram) / kGiB);
         out += fmt::format(
             "| {} | {} | {} | {} | {} | {} | {} | {:.2f} | {} | {:.1f} | {} | {} | {} | {} | {} | {:.2f} / {:.2f} | {:.1f}-{:.1f} |\n",
-            row.k_used, s.cache_text, s.io, s.device, s.start_state, mean_sd(row.prefill_tok_s, 1),
+            row.k_used, cache_label(s), s.io, s.device, s.start_state, mean_sd(row.prefill_tok_s, 1),
             mean_sd(row.ttft_s, 2), double(row.prefill.disk_bytes ? *row.prefill.disk_bytes : row.prefill.store_bytes) /
                                          1e9 / double(std::max(1, s.reps)),
             mean_sd(row.decode_tok_s, 2), row.decode.disk_bytes_per_token() / 1e6, pct(row.decode.hit_rate()),
@@ -154,6 +157,7 @@ std::vector<Series> plot_series(const BenchReport& r) {
     std::map<std::tuple<int64_t, std::string, std::string>, Series> by_key;
     for (const auto& row : r.rows) {
         if (!row.ok() || row.decode_tok_s.empty()) continue;
+        if (cache_label(row.spec) != row.spec.cache_text) continue;  // no cache size to plot it against
         auto key = std::make_tuple(row.k_used, row.spec.io, row.spec.device);
         Series& s = by_key[key];
         s.label = fmt::format("K={} {} {}", row.k_used, row.spec.io, row.spec.device);

@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 namespace flashmoe::cli {
 namespace {
 
@@ -43,10 +45,11 @@ CommandRegistration reg("perplexity", [](CLI::App& app) -> std::function<int()> 
         } else {
             tokens = model->tokenizer().encode(read_text_file(a->text_file));
         }
-        auto r = perplexity(model->forward(), tokens, a->window, a->k, [](int64_t done, int64_t total) {
-            fmt::print(stderr, "\rwindow {}/{}", done, total);
+        const bool show = ::isatty(STDERR_FILENO) != 0;  // no carriage-return noise in logs
+        auto r = perplexity(model->forward(), tokens, a->window, a->k, [show](int64_t done, int64_t total) {
+            if (show) fmt::print(stderr, "\rwindow {}/{}", done, total);
         });
-        fmt::print(stderr, "\n");
+        if (show) fmt::print(stderr, "\n");
         fmt::print("windows {}  predictions {}  NLL {:.5f}  perplexity {:.3f}\n", r.windows, r.predictions, r.nll,
                    r.perplexity);
         return 0;

@@ -67,11 +67,13 @@ SamplingParams resolve_sampling(const SamplingFlags& f, SamplingParams p) {
 namespace flashmoe::cli {
 
 void add_model_flags(CLI::App* app, ModelFlags& f) {
-    app->add_option("--io", f.io, "expert reads: page-cache (buffered) or direct (O_DIRECT)")->capture_default_str();
+    app->add_option("--io", f.io, "expert reads: page-cache (buffered), direct (O_DIRECT) or mmap (mapped in place, no copy)")->capture_default_str();
     app->add_option("--cache", f.cache, "expert cache budget, e.g. 6GiB")->capture_default_str();
     app->add_option("--io-threads", f.io_threads, "parallel expert reads")->capture_default_str();
     app->add_option("--threads,-t", f.threads, "compute threads (0 = all cores)");
     app->add_option("--quant", f.quant, "experts when converting a snapshot: auto, q4, q8, bf16")->capture_default_str();
+    app->add_option("--dense-quant", f.dense_quant, "dense matrices when converting a float snapshot: none, q8, q4")
+        ->capture_default_str();
     app->add_flag("--no-convert", f.no_convert, "run a snapshot in place, all weights resident, no packed copy");
     app->add_option("--device", f.device, "cpu, cuda, or auto (cuda when a GPU is present)")->capture_default_str();
     app->add_option("--vram", f.vram, "CUDA: VRAM budget for routed experts (--cache is then the pinned host tier)")
@@ -95,13 +97,14 @@ std::unique_ptr<LoadedModel> open_model(const std::string& path, const ModelFlag
         return LoadedModel::open(path, options, runner);
     }
 
-    std::string packed = packed_cache_path(path, f.quant);
+    std::string packed = packed_cache_path(path, f.quant, f.dense_quant);
     if (!is_packed_model(packed)) {
         std::filesystem::create_directories(std::filesystem::path(packed).parent_path());
         fmt::print(stderr, "converting {} to {} (first use)\n", path, packed);
         ProgressBar bar("convert");
         ConvertOptions co;
         co.quant = f.quant;
+        co.dense_quant = f.dense_quant;
         co.overwrite = true;
         co.progress = [&](uint64_t done, uint64_t total) { bar.update(done, total); };
         convert_to_packed(path, packed, co);

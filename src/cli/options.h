@@ -43,12 +43,13 @@ struct ModelFlags {
     int io_threads = 8;
     int threads = 0;  // compute threads; 0 = all cores
     std::string quant = "auto";
+    std::string dense_quant = "none";
     bool no_convert = false;
     std::string device = "auto";  // cpu | cuda | auto (cuda when a GPU is present)
     std::string vram = "6GiB";    // CUDA: routed-expert VRAM cache
 };
 
-// --io --cache --io-threads --threads --quant --no-convert --device --vram
+// --io --cache --io-threads --threads --quant --dense-quant --no-convert --device --vram
 void add_model_flags(CLI::App* app, ModelFlags& flags);
 
 // Opens `path`: a packed model as is; an HF/MLX snapshot is converted into the packed cache on first

@@ -54,21 +54,38 @@ int32_t Sampler::sample(std::span<float> logits) {
         auto by_logit = [&](int32_t a, int32_t b) {
             return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
         };
+        const double mx = *std::max_element(logits.begin(), logits.end());
+        auto weight = [&](int32_t token) { return std::exp((double(logits[size_t(token)]) - mx) / params_.temperature); };
         int64_t keep = V;
+        std::vector<double> p;
+        auto fill_probs = [&](int64_t count, double norm) {
+            p.resize(size_t(count));
+            for (int64_t i = 0; i < count; ++i) p[size_t(i)] = weight(idx[size_t(i)]) / norm;
+        };
         if (params_.top_k > 0 && params_.top_k < V) {
             keep = params_.top_k;
             std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), by_logit);
+            double sum = 0;
+            for (int64_t i = 0; i < keep; ++i) sum += weight(idx[size_t(i)]);
+            fill_probs(keep, sum);
         } else {
-            std::sort(idx.begin(), idx.end(), by_logit);
+            double z = 0;
+            for (int64_t i = 0; i < V; ++i) z += weight(int32_t(i));
+            if (params_.top_p >= 1.0f && params_.min_p <= 0.0f) {
+                fill_probs(V, z);  // every token stays: no order needed
+            } else {
+                // Sort only as long a head of the vocabulary as the top-p / min-p cuts can reach.
+                for (keep = std::min<int64_t>(V, 64);; keep = std::min<int64_t>(V, keep * 4)) {
+                    std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), by_logit);
+                    fill_probs(keep, z);
+                    if (keep == V) break;
+                    const double mass = std::accumulate(p.begin(), p.end(), 0.0);
+                    const bool top_p_inside = params_.top_p >= 1.0f || mass >= params_.top_p;
+                    const bool min_p_inside = params_.min_p <= 0.0f || p.back() < p[0] * params_.min_p;
+                    if (top_p_inside && min_p_inside) break;
+                }
+            }
         }
-        std::vector<double> p(static_cast<size_t>(keep));
-        const double mx = logits[size_t(idx[0])];
-        double sum = 0;
-        for (int64_t i = 0; i < keep; ++i) {
-            p[size_t(i)] = std::exp((double(logits[size_t(idx[size_t(i)])]) - mx) / params_.temperature);
-            sum += p[size_t(i)];
-        }
-        for (auto& v : p) v /= sum;
         if (params_.top_p < 1.0f) {
             double cum = 0;
             int64_t cut = keep;

@@ -28,9 +28,10 @@ void Session::restore(const StateSnapshot& s) {
     while (!snapshots_.empty() && snapshots_.back()->position() > s.position()) snapshots_.pop_back();
 }
 
-void Session::run(std::span<const int32_t> tokens, int64_t k, LogitsFor which, std::vector<float>* logits) {
+void Session::run(std::span<const int32_t> tokens, int64_t k, LogitsFor which, std::vector<float>* logits,
+                  const std::atomic<bool>* cancel) {
     try {
-        model_.forward(*state_, tokens, ForwardOptions{.k = k, .logits = which}, logits);
+        model_.forward(*state_, tokens, ForwardOptions{.k = k, .logits = which, .cancel = cancel}, logits);
     } catch (...) {
         reset();
         throw;
@@ -89,7 +90,7 @@ PrefillResult Session::prefill(std::span<const int32_t> prompt, std::span<const 
             if (control.max_batch > 0) end = std::min(end, pos + size_t(control.max_batch));
             const bool final_batch = last && end == size_t(cut);
             run(prompt.subspan(pos, end - pos), k, final_batch ? LogitsFor::Last : LogitsFor::None,
-                final_batch ? logits : nullptr);
+                final_batch ? logits : nullptr, control.cancel);
             pos = end;
             if (pos == size_t(cut) && !last) take_snapshot();
             if (!final_batch && !keep_going()) return result;

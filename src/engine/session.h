@@ -31,9 +31,12 @@ struct PrefillResult {
 // on_progress(done, total) is called before the first batch and after each one with the new tokens
 // processed so far; returning false stops there, leaving the session holding the prompt up to that
 // point (so a later prefill of the same prompt resumes from it).
+// `cancel`, when set and raised (from any thread), stops the forward between layers: prefill then
+// throws ForwardCancelled and the session is reset (nothing of it is reused later).
 struct PrefillControl {
     int64_t max_batch = 0;
     std::function<bool(int64_t done, int64_t total)> on_progress;
+    const std::atomic<bool>* cancel = nullptr;
 };
 
 class Session {
@@ -56,7 +59,8 @@ public:
 private:
     void take_snapshot();
     void restore(const StateSnapshot& s);
-    void run(std::span<const int32_t> tokens, int64_t k, LogitsFor which, std::vector<float>* logits);
+    void run(std::span<const int32_t> tokens, int64_t k, LogitsFor which, std::vector<float>* logits,
+             const std::atomic<bool>* cancel = nullptr);
 
     ModelRunner& model_;
     size_t max_snapshots_;

@@ -9,7 +9,9 @@
 
 #include "model/config.h"
 
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <span>
 #include <vector>
@@ -21,6 +23,14 @@ enum class LogitsFor { None, Last, All };
 struct ForwardOptions {
     int64_t k = 0;  // routed experts per token; 0 = the config's num_experts_per_tok
     LogitsFor logits = LogitsFor::Last;
+    // When set and it becomes true, the forward stops between layers and throws ForwardCancelled;
+    // the sequence state is then partly advanced and must be reset or restored.
+    const std::atomic<bool>* cancel = nullptr;
+};
+
+// Thrown by a forward whose ForwardOptions::cancel was raised (not an Error: nothing went wrong).
+struct ForwardCancelled : std::exception {
+    const char* what() const noexcept override { return "the forward was cancelled"; }
 };
 
 class StateSnapshot {

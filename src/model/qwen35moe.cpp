@@ -49,12 +49,17 @@ void Qwen35Moe::forward(ModelState& model_state, std::span<const int32_t> tokens
     }
 
     for (int64_t l = 0; l < c.num_layers; ++l) {
+        if (options.cancel && options.cancel->load(std::memory_order_relaxed)) throw ForwardCancelled();
         const LayerWeights& L = weights_.layers[size_t(l)];
-        if (n == 1 && experts_.wants_prefetch()) prefetch_experts(l, k, x.data());
+        const bool prefetch = n == 1 && experts_.wants_prefetch();
+        if (prefetch) prefetch_experts(l, k, x.data());
         for (int64_t t = 0; t < n; ++t) cpu::rmsnorm(&x[size_t(t * H)], L.input_norm.data(), H, c.rms_norm_eps, &xn[size_t(t * H)]);
         if (L.kind == LayerKind::Attention) attention(l, state.layers[size_t(l)], state.position(), n, xn.data(), mix.data());
         else deltanet(l, state.layers[size_t(l)], n, xn.data(), mix.data());
         for (size_t i = 0; i < x.size(); ++i) x[i] += mix[i];
+        // Guess the next layer's experts before this layer's experts run, so their reads overlap
+        // this layer's expert compute too; the guess at the next layer's start adds what it missed.
+        if (prefetch && l + 1 < c.num_layers) prefetch_experts(l + 1, k, x.data());
 
         for (int64_t t = 0; t < n; ++t) cpu::rmsnorm(&x[size_t(t * H)], L.post_norm.data(), H, c.rms_norm_eps, &xn[size_t(t * H)]);
         moe(l, k, n, xn.data(), mix.data());
@@ -73,9 +78,9 @@ void Qwen35Moe::forward(ModelState& model_state, std::span<const int32_t> tokens
 }
 
 void Qwen35Moe::prefetch_experts(int64_t layer, int64_t k, const float* x) {
-    // The residual stream changes little across one mixer, so this layer's router applied to the
-    // layer's input already names most of the experts it will pick; reading them now overlaps the
-    // disk with the attention / DeltaNet compute. A wrong guess costs one read, never correctness.
+    // The residual stream changes little from one block to the next, so a layer's router applied to
+    // an earlier point of the stream already names most of the experts it will pick; reading them
+    // now overlaps the disk with compute. A wrong guess costs one read, never correctness.
     const ModelConfig& c = config_;
     const MoeWeights& w = weights_.layers[size_t(layer)].moe;
     std::vector<float> xn(static_cast<size_t>(c.hidden_size)), probs(static_cast<size_t>(c.num_experts));
@@ -267,8 +272,7 @@ void Qwen35Moe::moe(int64_t layer, int64_t k, int64_t n, const float* x, float* 
             const int64_t t = list[size_t(r)] / k;
             std::copy(x + t * H, x + (t + 1) * H, &xin[size_t(r * H)]);
         }
-        matmul(ew.gate, xin.data(), m, gate.data(), pool_);
-        matmul(ew.up, xin.data(), m, up.data(), pool_);
+        matmul_pair(ew.gate, ew.up, xin.data(), m, gate.data(), up.data(), pool_);
         for (size_t j = 0; j < gate.size(); ++j) gate[j] = cpu::silu(gate[j]) * up[j];
         matmul(ew.down, gate.data(), m, y.data(), pool_);
         for (int64_t r = 0; r < m; ++r) {
@@ -292,8 +296,7 @@ void Qwen35Moe::moe(int64_t layer, int64_t k, int64_t n, const float* x, float* 
     if (!w.has_shared) return;
     const int64_t S = c.shared_expert_intermediate_size;
     std::vector<float> gate(size_t(n * S)), up(size_t(n * S)), y(size_t(n * H)), g(static_cast<size_t>(n));
-    matmul(w.shared.gate, x, n, gate.data(), pool_);
-    matmul(w.shared.up, x, n, up.data(), pool_);
+    matmul_pair(w.shared.gate, w.shared.up, x, n, gate.data(), up.data(), pool_);
     for (size_t j = 0; j < gate.size(); ++j) gate[j] = cpu::silu(gate[j]) * up[j];
     matmul(w.shared.down, gate.data(), n, y.data(), pool_);
     matmul(w.shared_gate, x, n, g.data(), pool_);

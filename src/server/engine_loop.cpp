@@ -162,7 +162,8 @@ std::unique_ptr<EngineLoop::Active> EngineLoop::admit(Job job) {
         }
     }
     a->usage.prompt_tokens = int64_t(spec.prompt.size());
-    PrefillResult pr = slot.session->prefill(spec.prompt, spec.boundaries, options_.k, &a->logits);
+    PrefillResult pr = slot.session->prefill(spec.prompt, spec.boundaries, options_.k, &a->logits,
+                                             PrefillControl{.cancel = a->job.reply->cancel_flag()});
     a->usage.cached_tokens = pr.cached_tokens;
     slot.busy = true;  // only now: a job that failed above never held it
     slot.last_used = ++use_clock_;
@@ -269,6 +270,12 @@ void EngineLoop::run() {
             auto reply = job.reply;
             try {
                 active_.push_back(admit(std::move(job)));
+            } catch (const ForwardCancelled&) {
+                {
+                    std::lock_guard lock(mutex_);
+                    ++counters_.cancelled;
+                }
+                reply->push(ReplyEvent::failed(cancelled_error()));
             } catch (...) {
                 fail_job(reply, to_api_error(std::current_exception()));
             }

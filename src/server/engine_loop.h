@@ -5,8 +5,8 @@
 // multi-turn chat reuses its earlier turns), runs their prompts, then advances every active job by
 // one token per round, so concurrent streams all make progress. Jobs whose client went away
 // (ReplyChannel::cancel) stop at the next token, free their slot and get a Failed "cancelled"
-// event (so a waiter never hangs). A prompt already being processed runs to its end first: the
-// Session has no cancellation point inside a prefill.
+// event (so a waiter never hangs). A prompt being processed stops at the next layer boundary (its
+// slot's session is then reset).
 //
 // Thread-safety: submit(), counters() and ReplyChannel are safe from any thread; everything else
 // runs on the engine thread. Failure: a job whose forward or tokenizer throws gets a Failed event
@@ -78,6 +78,7 @@ public:
     std::optional<ReplyEvent> pop(std::chrono::milliseconds timeout);
     void cancel() { cancelled_.store(true); }
     bool cancelled() const { return cancelled_.load(); }
+    const std::atomic<bool>* cancel_flag() const { return &cancelled_; }  // watched inside a prefill
 
 private:
     std::mutex mutex_;

@@ -35,12 +35,20 @@ DType dense_dtype(WeightFormat f) {
 struct DenseItem {
     DenseTensorSpec spec;
     const void* data = nullptr;
-    std::vector<float> owned;  // vectors converted to the packed convention
+    std::vector<uint8_t> owned;  // bytes made here (converted vectors, quantised matrices)
 };
 
 class DenseList {
 public:
-    void matrix(const std::string& base, const Matrix& m) {
+    explicit DenseList(int quant_bits) : quant_bits_(quant_bits) {}
+
+    // `bits`: what a float matrix is quantised to when dense quantisation is on (0 = the list's choice).
+    void matrix(const std::string& base, const Matrix& m, int bits = 0) {
+        if (bits == 0) bits = quant_bits_;
+        if (m.format != WeightFormat::Affine && quant_bits_ > 0 && m.cols % kDenseGroup == 0) {
+            quantised(base, m, bits);
+            return;
+        }
         if (m.format != WeightFormat::Affine) {
             add(base + ".weight", dense_dtype(m.format), {m.rows, m.cols}, m.data);
             return;
@@ -53,24 +61,53 @@ public:
     void vector(const std::string& name, const std::vector<float>& v, std::vector<int64_t> shape, bool minus_one) {
         DenseItem item;
         item.spec = {name, DType::F32, std::move(shape)};
-        item.owned = v;
+        std::vector<float> values = v;
         if (minus_one)
-            for (auto& x : item.owned) x -= 1.0f;
+            for (auto& x : values) x -= 1.0f;
+        item.owned.resize(values.size() * sizeof(float));
+        std::memcpy(item.owned.data(), values.data(), item.owned.size());
         items.push_back(std::move(item));
     }
     std::vector<DenseItem> items;
 
 private:
+    static constexpr int kDenseGroup = 64;
+
     void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data) {
         DenseItem item;
         item.spec = {name, dtype, std::move(shape)};
         item.data = data;
         items.push_back(std::move(item));
     }
+    void quantised(const std::string& base, const Matrix& m, int bits) {
+        const int64_t groups = m.cols / kDenseGroup;
+        const size_t row_bytes = size_t(m.cols * bits / 8);
+        DenseItem w, s, b;
+        w.spec = {base + ".weight", DType::U32, {m.rows, m.cols * bits / 32}};
+        s.spec = {base + ".scales", DType::BF16, {m.rows, groups}};
+        b.spec = {base + ".biases", DType::BF16, {m.rows, groups}};
+        w.owned.resize(size_t(m.rows) * row_bytes);
+        s.owned.resize(size_t(m.rows * groups) * 2);
+        b.owned.resize(size_t(m.rows * groups) * 2);
+        default_pool().parallel_for(m.rows, 64, [&](int64_t begin, int64_t end) {
+            std::vector<float> row(static_cast<size_t>(m.cols));
+            for (int64_t r = begin; r < end; ++r) {
+                dequantize_row(m, r, row.data());
+                quantize_row_affine(row.data(), m.cols, bits, kDenseGroup, w.owned.data() + size_t(r) * row_bytes,
+                                    reinterpret_cast<uint16_t*>(s.owned.data()) + r * groups,
+                                    reinterpret_cast<uint16_t*>(b.owned.data()) + r * groups);
+            }
+        });
+        items.push_back(std::move(w));
+        items.push_back(std::move(s));
+        items.push_back(std::move(b));
+    }
+
+    int quant_bits_;
 };
 
-DenseList collect_dense(const ModelConfig& c, const DenseWeights& d) {
-    DenseList out;
+DenseList collect_dense(const ModelConfig& c, const DenseWeights& d, int quant_bits) {
+    DenseList out(quant_bits);
     const int64_t H = c.hidden_size;
     out.matrix("model.embed_tokens", d.embed);
     out.vector("model.norm.weight", d.final_norm, {H}, true);
@@ -102,12 +139,12 @@ DenseList collect_dense(const ModelConfig& c, const DenseWeights& d) {
             out.vector(q + "norm.weight", n.norm, {c.linear_value_head_dim}, false);
         }
         std::string mp = p + "mlp.";
-        out.matrix(mp + "gate", L.moe.router);
+        out.matrix(mp + "gate", L.moe.router, 8);
         if (L.moe.has_shared) {
             out.matrix(mp + "shared_expert.gate_proj", L.moe.shared.gate);
             out.matrix(mp + "shared_expert.up_proj", L.moe.shared.up);
             out.matrix(mp + "shared_expert.down_proj", L.moe.shared.down);
-            out.matrix(mp + "shared_expert_gate", L.moe.shared_gate);
+            out.matrix(mp + "shared_expert_gate", L.moe.shared_gate, 8);
         }
     }
     return out;
@@ -166,6 +203,12 @@ void place(const Matrix& src, const RecordMatrix& dst, uint8_t* record) {
 }  // namespace
 
 void convert_to_packed(const std::string& source_dir, const std::string& out_dir, const ConvertOptions& options) {
+    int dense_bits = 0;
+    if (options.dense_quant == "q4" || options.dense_quant == "q8") {
+        dense_bits = options.dense_quant == "q8" ? 8 : 4;
+    } else if (options.dense_quant != "none") {
+        fail(ErrorKind::BadInput, "--dense-quant '{}' is not one of none, q8, q4", options.dense_quant);
+    }
     auto ck = HfCheckpoint::open(source_dir);
     const ModelConfig& c = ck->config();
     const auto& experts = ck->experts().experts();
@@ -208,7 +251,14 @@ void convert_to_packed(const std::string& source_dir, const std::string& out_dir
                 }
     }
 
-    DenseList dense = collect_dense(c, ck->dense());
+    if (dense_bits > 0) {
+        if (source_quantised)
+            fail(ErrorKind::BadInput, "{} is already quantised; --dense-quant applies to float snapshots", source_dir);
+        quant_text = quant_text.substr(0, quant_text.find("; dense as in the source")) +
+                     fmt::format("; dense matrices affine {}-bit group 64 (router and shared-expert gate 8-bit)",
+                                 dense_bits);
+    }
+    DenseList dense = collect_dense(c, ck->dense(), dense_bits);
     uint64_t total = uint64_t(c.num_layers) * uint64_t(c.num_experts) * layout.record_bytes, done = 0;
     for (auto& item : dense.items) total += item.spec.bytes();
 
@@ -256,7 +306,7 @@ void convert_to_packed(const std::string& source_dir, const std::string& out_dir
     writer.finish(c, info);
 }
 
-std::string packed_cache_path(const std::string& source_dir, const std::string& quant) {
+std::string packed_cache_path(const std::string& source_dir, const std::string& quant, const std::string& dense_quant) {
     fs::path base;
     if (const char* env = std::getenv("FLASHMOE_CACHE"); env && *env) base = env;
     else if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) base = fs::path(xdg) / "flashmoe";
@@ -264,7 +314,8 @@ std::string packed_cache_path(const std::string& source_dir, const std::string& 
     else base = fs::temp_directory_path() / "flashmoe";
     // Identify the source by its absolute path and the size and time of each file in it.
     fs::path src = fs::absolute(source_dir);
-    std::string fingerprint = src.string() + "|" + quant;
+    const std::string variant = dense_quant == "none" ? quant : quant + "-dense-" + dense_quant;
+    std::string fingerprint = src.string() + "|" + variant;
     std::vector<std::string> entries;
     std::error_code ec;
     for (auto& e : fs::directory_iterator(src, ec)) {
@@ -276,7 +327,7 @@ std::string packed_cache_path(const std::string& source_dir, const std::string& 
     for (auto& s : entries) fingerprint += "|" + s;
     uint64_t h = 1469598103934665603ull;  // FNV-1a
     for (unsigned char ch : fingerprint) h = (h ^ ch) * 1099511628211ull;
-    return (base / fmt::format("{}-{}-{:016x}.fmoe", src.filename().string(), quant, h)).string();
+    return (base / fmt::format("{}-{}-{:016x}.fmoe", src.filename().string(), variant, h)).string();
 }
 
 }  // namespace flashmoe

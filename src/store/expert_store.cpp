@@ -3,6 +3,7 @@
 #include "util/error.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,32 +15,47 @@
 
 namespace flashmoe {
 
-std::string_view io_mode_name(IoMode mode) { return mode == IoMode::Direct ? "direct" : "page-cache"; }
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14; older kernels answer EINVAL and pages are touched instead
+#endif
+
+std::string_view io_mode_name(IoMode mode) {
+    switch (mode) {
+        case IoMode::PageCache: return "page-cache";
+        case IoMode::Direct: return "direct";
+        case IoMode::Mmap: return "mmap";
+    }
+    return "?";
+}
 
 IoMode parse_io_mode(const std::string& text) {
     if (text == "page-cache") return IoMode::PageCache;
     if (text == "direct") return IoMode::Direct;
-    fail(ErrorKind::BadInput, "--io '{}' is not one of page-cache, direct", text);
+    if (text == "mmap") return IoMode::Mmap;
+    fail(ErrorKind::BadInput, "--io '{}' is not one of page-cache, direct, mmap", text);
 }
 
 ExpertStore::ExpertStore(const std::string& model_dir, int64_t num_layers, int64_t num_experts,
                          const ExpertRecordLayout& layout, const ExpertStoreOptions& options)
     : dir_(model_dir), num_layers_(num_layers), num_experts_(num_experts), layout_(layout), options_(options) {
     const size_t stride = layout_.record_stride;
-    size_t capacity = options_.cache_bytes / stride;
-    if (capacity == 0) {
-        fail(ErrorKind::BadInput, "--cache {} bytes cannot hold one expert ({} bytes)", options_.cache_bytes, stride);
-    }
-    capacity = std::min(capacity, size_t(num_layers * num_experts));
-    // Scratch buffers carry the reads that must not displace this token's cached experts; one per
-    // I/O thread keeps the disk busy.
-    const size_t scratch = size_t(std::max(1, options_.io_threads));
-    cache_slots_ = capacity;
-    slots_.resize(capacity + scratch);
-    for (size_t i = capacity; i-- > 0;) free_slots_.push_back(i);
-    for (size_t i = capacity + scratch; i-- > capacity;) {
-        slots_[i].scratch = true;
-        free_scratch_.push_back(i);
+    if (options_.mode != IoMode::Mmap) {
+        size_t capacity = options_.cache_bytes / stride;
+        if (capacity == 0) {
+            fail(ErrorKind::BadInput, "--cache {} bytes cannot hold one expert ({} bytes)", options_.cache_bytes,
+                 stride);
+        }
+        capacity = std::min(capacity, size_t(num_layers * num_experts));
+        // Scratch buffers carry the reads that must not displace this token's cached experts; one per
+        // I/O thread keeps the disk busy.
+        const size_t scratch = size_t(std::max(1, options_.io_threads));
+        cache_slots_ = capacity;
+        slots_.resize(capacity + scratch);
+        for (size_t i = capacity; i-- > 0;) free_slots_.push_back(i);
+        for (size_t i = capacity + scratch; i-- > capacity;) {
+            slots_[i].scratch = true;
+            free_scratch_.push_back(i);
+        }
     }
 
     for (int64_t l = 0; l < num_layers; ++l) {
@@ -64,8 +80,24 @@ ExpertStore::ExpertStore(const std::string& model_dir, int64_t num_layers, int64
                  uint64_t(st.st_size), num_experts, stride, need);
         }
     }
+    if (options_.mode == IoMode::Mmap) map_files();
     int threads = std::max(1, options_.io_threads);
     for (int i = 0; i < threads; ++i) io_threads_.emplace_back([this] { io_loop(); });
+}
+
+void ExpertStore::map_files() {
+    map_bytes_ = size_t(num_experts_) * layout_.record_stride;
+    for (size_t l = 0; l < fds_.size(); ++l) {
+        void* p = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_SHARED, fds_[l], 0);
+        if (p == MAP_FAILED) {
+            const int err = errno;
+            for (uint8_t* m : maps_) ::munmap(m, map_bytes_);
+            for (int f : fds_) ::close(f);
+            fail(ErrorKind::Io, "cannot map {}: {}",
+                 (std::filesystem::path(dir_) / expert_file_name(int64_t(l))).string(), std::strerror(err));
+        }
+        maps_.push_back(static_cast<uint8_t*>(p));
+    }
 }
 
 ExpertStore::~ExpertStore() {
@@ -75,6 +107,7 @@ ExpertStore::~ExpertStore() {
     }
     queue_cv_.notify_all();
     for (auto& t : io_threads_) t.join();
+    for (uint8_t* m : maps_) ::munmap(m, map_bytes_);
     for (int fd : fds_) ::close(fd);
     for (auto& s : slots_) std::free(s.buffer);
 }
@@ -90,7 +123,11 @@ void ExpertStore::io_loop() {
             queue_.pop_front();
         }
         Completion c{job, {}};
-        read_record(job, &c.error);
+        if (job.slot == kNoSlot) {
+            fault_record(job, &c.error);
+        } else {
+            read_record(job, &c.error);
+        }
         {
             std::lock_guard<std::mutex> lock(queue_mutex_);
             done_.push_back(std::move(c));
@@ -198,6 +235,21 @@ void ExpertStore::start_read(size_t s, int64_t layer, int64_t expert, Call* call
 
 void ExpertStore::finish_read(Completion c, Call* call) {
     --in_flight_;
+    if (c.job.slot == kNoSlot) {  // a mapped record faulted in
+        if (c.error.empty()) {
+            std::lock_guard<std::mutex> lock(stats_mutex_);
+            stats_.bytes_read += layout_.record_stride;
+            stats_.reads += 1;
+        }
+        if (c.job.waiter < 0 || !call) return;  // a prefetch: an error is met again on demand
+        --call->outstanding;
+        if (!c.error.empty()) {
+            if (call->first_error.empty()) call->first_error = c.error;
+        } else {
+            call->ready_mapped.push_back(size_t(c.job.waiter));
+        }
+        return;
+    }
     Slot& slot = slots_[c.job.slot];
     slot.loading = false;
     const int64_t waiter = slot.waiter;
@@ -243,6 +295,16 @@ void ExpertStore::prefetch(int64_t layer, std::span<const int32_t> ids) {
     while (drain_one(false, nullptr)) {
     }
     uint64_t started = 0;
+    if (options_.mode == IoMode::Mmap) {
+        for (int32_t id : ids) {
+            if (id < 0 || id >= num_experts_ || record_resident(layer, id)) continue;
+            start_fault(layer, id, -1, nullptr);
+            ++started;
+        }
+        std::lock_guard<std::mutex> lock(stats_mutex_);
+        stats_.prefetched += started;
+        return;
+    }
     for (int32_t id : ids) {
         if (id < 0 || id >= num_experts_ || index_.count(key(layer, id))) continue;
         size_t s;
@@ -265,6 +327,7 @@ void ExpertStore::with_experts(int64_t layer, std::span<const int32_t> ids,
                                const std::function<void(size_t, const ExpertWeights&)>& use) {
     using clock = std::chrono::steady_clock;
     if (layer < 0 || layer >= num_layers_) fail(ErrorKind::Internal, "expert layer {} out of range", layer);
+    if (options_.mode == IoMode::Mmap) return with_mapped_experts(layer, ids, use);
     if (layer <= last_layer_) ++epoch_;  // a new token (or a new forward) starts over at an early layer
     last_layer_ = layer;
 
@@ -344,6 +407,121 @@ void ExpertStore::with_experts(int64_t layer, std::span<const int32_t> ids,
         stats_.misses += misses.size();
         stats_.prefetch_hits += prefetch_hits;
         stats_.bypassed += bypassed;
+        stats_.in_flight_sum += call.in_flight_sum;
+        stats_.max_in_flight = std::max(stats_.max_in_flight, call.max_in_flight);
+        stats_.io_wait_seconds += waited;
+    }
+    if (use_error) std::rethrow_exception(use_error);
+    if (!call.first_error.empty()) throw Error(ErrorKind::Io, call.first_error);
+}
+
+const uint8_t* ExpertStore::mapped_record(int64_t layer, int64_t expert) const {
+    return maps_[size_t(layer)] + size_t(expert) * layout_.record_stride;
+}
+
+namespace {
+size_t page_size() {
+    static const size_t size = size_t(::sysconf(_SC_PAGESIZE));
+    return size;
+}
+}  // namespace
+
+bool ExpertStore::record_resident(int64_t layer, int64_t expert) const {
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(mapped_record(layer, expert));
+    const uintptr_t start = begin & ~uintptr_t(page_size() - 1);
+    const size_t len = begin + layout_.record_stride - start;
+    thread_local std::vector<unsigned char> pages;
+    pages.resize((len + page_size() - 1) / page_size());
+    if (::mincore(reinterpret_cast<void*>(start), len, pages.data()) != 0) return false;
+    for (unsigned char p : pages)
+        if ((p & 1) == 0) return false;
+    return true;
+}
+
+void ExpertStore::start_fault(int64_t layer, int64_t expert, int64_t waiter, Call* call) {
+    {
+        std::lock_guard<std::mutex> lock(queue_mutex_);
+        queue_.push_back({kNoSlot, layer, expert, waiter});
+    }
+    queue_cv_.notify_one();
+    ++in_flight_;
+    if (call) {
+        ++call->outstanding;
+        ++call->reads;
+        call->in_flight_sum += in_flight_;
+        call->max_in_flight = std::max<uint64_t>(call->max_in_flight, in_flight_);
+    }
+}
+
+// Reads a mapped record into the page cache and maps its pages: one large read-ahead request, then
+// the page tables filled, so the forward's first touch does not fault page by page.
+void ExpertStore::fault_record(const ReadJob& job, std::string* error) {
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(mapped_record(job.layer, job.expert));
+    const uintptr_t start = begin & ~uintptr_t(page_size() - 1);
+    const size_t len = begin + layout_.record_stride - start;
+    void* addr = reinterpret_cast<void*>(start);
+    ::madvise(addr, len, MADV_WILLNEED);
+    if (::madvise(addr, len, MADV_POPULATE_READ) == 0) return;
+    const int err = errno;
+    if (err == EINVAL) {  // a kernel without MADV_POPULATE_READ: touch every page
+        volatile const uint8_t* p = reinterpret_cast<const uint8_t*>(start);
+        uint8_t sink = 0;
+        for (size_t off = 0; off < len; off += page_size()) sink ^= p[off];
+        (void)sink;
+        return;
+    }
+    *error = fmt::format("{}: expert {}: reading {} mapped bytes at offset {} failed: {}",
+                         (std::filesystem::path(dir_) / expert_file_name(job.layer)).string(), job.expert,
+                         layout_.record_stride, uint64_t(job.expert) * layout_.record_stride,
+                         err == EFAULT ? "the file is shorter than its records (truncated?)" : std::strerror(err));
+}
+
+void ExpertStore::with_mapped_experts(int64_t layer, std::span<const int32_t> ids,
+                                      const std::function<void(size_t, const ExpertWeights&)>& use) {
+    using clock = std::chrono::steady_clock;
+    Call call;
+    std::vector<size_t> resident;
+    for (size_t i = 0; i < ids.size(); ++i) {
+        if (ids[i] < 0 || ids[i] >= num_experts_) fail(ErrorKind::Internal, "expert id {} out of range", ids[i]);
+        if (record_resident(layer, ids[i])) {
+            resident.push_back(i);
+        } else {
+            start_fault(layer, ids[i], int64_t(i), &call);
+        }
+    }
+    const uint64_t misses = call.outstanding;
+    std::exception_ptr use_error;
+    auto run = [&](size_t i) {
+        if (use_error || !call.first_error.empty()) return;
+        const uint8_t* rec = mapped_record(layer, ids[i]);
+        try {
+            use(i, {layout_.matrices[0].view(rec), layout_.matrices[1].view(rec), layout_.matrices[2].view(rec)});
+        } catch (...) {
+            use_error = std::current_exception();
+        }
+    };
+    for (size_t i : resident) {
+        while (drain_one(false, &call)) {
+        }
+        run(i);
+    }
+    double waited = 0;
+    for (;;) {
+        while (!call.ready_mapped.empty()) {
+            const size_t i = call.ready_mapped.back();
+            call.ready_mapped.pop_back();
+            run(i);
+        }
+        if (call.outstanding == 0) break;
+        auto t0 = clock::now();
+        drain_one(true, &call);
+        waited += std::chrono::duration<double>(clock::now() - t0).count();
+    }
+    {
+        std::lock_guard<std::mutex> lock(stats_mutex_);
+        stats_.requests += ids.size();
+        stats_.hits += ids.size() - misses;
+        stats_.misses += misses;
         stats_.in_flight_sum += call.in_flight_sum;
         stats_.max_in_flight = std::max(stats_.max_in_flight, call.max_in_flight);
         stats_.io_wait_seconds += waited;

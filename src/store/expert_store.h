@@ -4,8 +4,12 @@
 // For each layer the forward asks for the experts its router picked. Hits are handed over at once;
 // misses are read with parallel positional reads on a pool of I/O threads, and each expert is handed
 // to the forward as soon as its read completes, while the others are still in flight. Two modes:
-// page-cache (buffered pread: the OS page cache is a second cache tier) and direct (O_DIRECT into the
-// store's own aligned buffers: predictable memory, no double caching). The cache holds whole expert
+// page-cache (buffered pread: the OS page cache is a second cache tier), direct (O_DIRECT into the
+// store's own aligned buffers: predictable memory, no double caching) and mmap (the expert files are
+// mapped and experts are used in place: no copy at all, the OS page cache is the only cache and the
+// byte budget does not apply; misses are faulted in by the I/O threads with MADV_WILLNEED +
+// MADV_POPULATE_READ, in parallel. Fastest when the model fits in RAM. A file truncated while mapped
+// can end the process with SIGBUS, as with any mapped file, so it is not the default). The cache holds whole expert
 // records, evicting the least recently used unpinned one, except that a record used during the
 // current token is never evicted for another of the same token: when the token's experts outnumber
 // the cache, the overflow streams through a few scratch buffers instead, so the cached part keeps
@@ -36,9 +40,9 @@
 
 namespace flashmoe {
 
-enum class IoMode { PageCache, Direct };
+enum class IoMode { PageCache, Direct, Mmap };
 std::string_view io_mode_name(IoMode mode);
-IoMode parse_io_mode(const std::string& text);  // "page-cache" | "direct"; BadInput otherwise
+IoMode parse_io_mode(const std::string& text);  // "page-cache" | "direct" | "mmap"; BadInput otherwise
 
 struct ExpertStoreOptions {
     IoMode mode = IoMode::PageCache;
@@ -94,9 +98,11 @@ private:
         bool in_lru = false;
     };
     struct ReadJob {
-        size_t slot;
+        size_t slot;  // kNoSlot: fault a mapped record in (mmap mode)
         int64_t layer, expert;
+        int64_t waiter = -1;  // mmap mode: request index of the with_experts call waiting, or -1
     };
+    static constexpr size_t kNoSlot = ~size_t(0);
     struct Completion {
         ReadJob job;
         std::string error;  // empty on success
@@ -104,6 +110,8 @@ private:
     // Work of the with_experts call in progress.
     struct Call {
         std::vector<std::pair<size_t, size_t>> ready;  // (slot, request index)
+        std::vector<size_t> ready_mapped;              // mmap mode: request indices faulted in
+        size_t outstanding = 0;                        // mmap mode: this call's faults in flight
         std::string first_error;
         uint64_t reads = 0, in_flight_sum = 0, max_in_flight = 0;
     };
@@ -120,11 +128,22 @@ private:
     void read_record(const ReadJob& job, std::string* error);
     ExpertWeights view(size_t slot) const;
 
+    // mmap mode
+    void map_files();
+    const uint8_t* mapped_record(int64_t layer, int64_t expert) const;
+    bool record_resident(int64_t layer, int64_t expert) const;
+    void start_fault(int64_t layer, int64_t expert, int64_t waiter, Call* call);
+    void fault_record(const ReadJob& job, std::string* error);
+    void with_mapped_experts(int64_t layer, std::span<const int32_t> ids,
+                             const std::function<void(size_t, const ExpertWeights&)>& use);
+
     std::string dir_;
     int64_t num_layers_, num_experts_;
     ExpertRecordLayout layout_;
     ExpertStoreOptions options_;
     std::vector<int> fds_;  // one per layer file
+    std::vector<uint8_t*> maps_;  // mmap mode: one mapping per layer file
+    size_t map_bytes_ = 0;
 
     std::vector<Slot> slots_;  // [0, cache_slots_) the cache, then scratch buffers
     size_t cache_slots_ = 0;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 using namespace flashmoe;
@@ -104,4 +105,21 @@ TEST(Session, ChangingKDropsTheCache) {
 TEST(Session, MessageBoundariesFollowImEnd) {
     std::vector<int32_t> t = {7, 100, 1, 5, 100, 8, 100};
     EXPECT_EQ(message_boundaries(t, 100, 1), (std::vector<int64_t>{3, 5, 7}));
+}
+
+TEST(Session, CancelledPrefillThrowsAndLeavesAFreshSession) {
+    auto m = LoadedModel::open(kModel);
+    Session s(m->forward());
+    std::vector<int32_t> p = {5, 6, 7, 8, 9, 10};
+    std::vector<float> logits;
+    s.prefill(p, {}, 0, &logits);  // some history to lose
+    std::atomic<bool> cancel{true};
+    std::vector<int32_t> longer = {5, 6, 7, 8, 9, 10, 11, 12, 13};
+    EXPECT_THROW(s.prefill(longer, {}, 0, &logits, PrefillControl{.cancel = &cancel}), ForwardCancelled);
+    EXPECT_TRUE(s.tokens().empty());
+    // Lowered again, the same session runs the prompt from scratch to the fresh logits.
+    cancel = false;
+    auto r = s.prefill(longer, {}, 0, &logits, PrefillControl{.cancel = &cancel});
+    EXPECT_EQ(r.cached_tokens, 0);
+    expect_same(logits, fresh_logits(*m, longer));
 }

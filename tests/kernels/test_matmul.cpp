@@ -166,7 +166,7 @@ TEST(CpuMatmul, ThreadedMatchesSingleThreadBitwise) {
             Activations act(n, spec.cols, rng);
             const size_t count = size_t(n * spec.rows);
             Output single(count), pooled2(count), pooled3(count), inline_run(count);
-            matmul_rows(active_isa(), m.view, act.x, n, single.y, 0, spec.rows);
+            matmul_rows(active_isa(), m.view, act.x, n, single.y, 0, spec.rows, matmul_activations());
             matmul(m.view, act.x, n, pooled2.y, &two);
             matmul(m.view, act.x, n, pooled3.y, &three);
             matmul(m.view, act.x, n, inline_run.y, nullptr);
@@ -214,6 +214,41 @@ TEST(CpuMatmul, EmptyShapesAreNoOpsOrZeros) {
         for (float v : y) EXPECT_EQ(v, 0.0f) << isa_name(isa) << ": zero columns give zero outputs";
         matmul_rows(isa, m.view, &x, 0, y, 0, 4);  // no tokens: nothing to do
     }
+}
+
+// matmul_pair (gate and up over one activation) gives exactly what two matmul calls give, in either
+// activation mode, whether it shares the prepared activations or falls back to two calls.
+TEST(CpuMatmul, PairMatchesTwoCallsBitwise) {
+    const MatmulActivations saved = matmul_activations();
+    std::mt19937_64 rng(test_seed());
+    ThreadPool two(2);
+    struct PairSpec {
+        MatrixSpec a, b;
+    };
+    const PairSpec pairs[] = {
+        {{WeightFormat::Affine, 512, 2048, 4, 64, DType::BF16, 0}, {WeightFormat::Affine, 512, 2048, 4, 64, DType::BF16, 1}},
+        {{WeightFormat::Affine, 37, 256, 8, 32, DType::F16, 0}, {WeightFormat::Affine, 53, 256, 8, 32, DType::F16, 2}},
+        {{WeightFormat::Affine, 40, 256, 4, 64, DType::BF16, 0}, {WeightFormat::Affine, 24, 256, 8, 64, DType::BF16, 0}},
+    };
+    for (MatmulActivations mode : {MatmulActivations::F32, MatmulActivations::Int8}) {
+        set_matmul_activations(mode);
+        for (const PairSpec& p : pairs) {
+            RandomMatrix a(p.a, rng), b(p.b, rng);
+            for (int64_t n : {1, 5, 20}) {
+                Activations act(n, p.a.cols, rng);
+                for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &two}) {
+                    Output ya(size_t(n * p.a.rows)), yb(size_t(n * p.b.rows));
+                    Output ra(size_t(n * p.a.rows)), rb(size_t(n * p.b.rows));
+                    matmul_pair(a.view, b.view, act.x, n, ya.y, yb.y, pool);
+                    matmul(a.view, act.x, n, ra.y, pool);
+                    matmul(b.view, act.x, n, rb.y, pool);
+                    for (size_t i = 0; i < ya.count; ++i) ASSERT_EQ(ya.y[i], ra.y[i]) << p.a.name() << " n " << n;
+                    for (size_t i = 0; i < yb.count; ++i) ASSERT_EQ(yb.y[i], rb.y[i]) << p.b.name() << " n " << n;
+                }
+            }
+        }
+    }
+    set_matmul_activations(saved);
 }
 
 }  // namespace

@@ -83,6 +83,15 @@ TEST(Streaming, BitwiseIdenticalWhicheverTierServesExperts) {
     Outputs c = run_model(*small);
     EXPECT_TRUE(bitwise_equal(c.logits, want.logits));
     EXPECT_EQ(c.greedy, want.greedy);
+
+    // Mapped in place: the budget does not apply, so even one byte of --cache is accepted.
+    auto mapped = LoadedModel::open(packed, ExpertStoreOptions{.mode = IoMode::Mmap, .cache_bytes = 1, .io_threads = 3});
+    Outputs d = run_model(*mapped);
+    EXPECT_TRUE(bitwise_equal(d.logits, want.logits));
+    EXPECT_EQ(d.greedy, want.greedy);
+    const ExpertStoreStats s = mapped->expert_store()->stats();
+    EXPECT_GT(s.requests, 0u);
+    EXPECT_EQ(s.hits + s.misses, s.requests);
 }
 
 TEST(Streaming, CacheHitsAfterWarmUp) {
@@ -135,10 +144,10 @@ TEST(Streaming, TruncatedExpertFileIsRefusedAtOpen) {
     }
 }
 
-TEST(Streaming, ReadErrorMidGenerationIsAnIoErrorAndTheStoreRecovers) {
+void expect_read_error_then_recovery(IoMode mode) {
     TempDir dir;
     std::string packed = convert_fixture(dir);
-    auto m = LoadedModel::open(packed, ExpertStoreOptions{.mode = IoMode::PageCache, .cache_bytes = 1 << 20});
+    auto m = LoadedModel::open(packed, ExpertStoreOptions{.mode = mode, .cache_bytes = 1 << 20});
     // Truncate after opening: reads past the new end fail while the model is live.
     const auto file = fs::path(packed) / "experts/layer_000.bin";
     std::ifstream in(file, std::ios::binary);
@@ -164,6 +173,15 @@ TEST(Streaming, ReadErrorMidGenerationIsAnIoErrorAndTheStoreRecovers) {
     EXPECT_TRUE(bitwise_equal(again.logits, want.logits));
 }
 
+TEST(Streaming, ReadErrorMidGenerationIsAnIoErrorAndTheStoreRecovers) {
+    expect_read_error_then_recovery(IoMode::PageCache);
+}
+
+// A mapped file truncated before its records are touched: the fault-in reports it, no SIGBUS.
+TEST(Streaming, MappedFileTruncatedBeforeUseIsAnIoErrorAndTheStoreRecovers) {
+    expect_read_error_then_recovery(IoMode::Mmap);
+}
+
 TEST(Streaming, OtherFormatVersionIsRefused) {
     TempDir dir;
     std::string packed = convert_fixture(dir);
@@ -178,6 +196,28 @@ TEST(Streaming, OtherFormatVersionIsRefused) {
         EXPECT_EQ(e.kind(), ErrorKind::BadModel);
         EXPECT_NE(std::string(e.what()).find("version 99"), std::string::npos) << e.what();
     }
+}
+
+TEST(Streaming, DenseQuantisationNeedsAFloatSourceAndAKnownWidth) {
+    TempDir dir;
+    // kFixture is MLX 4-bit already: its dense bits are copied, never re-quantised.
+    try {
+        convert_to_packed(kFixture, dir / "a.fmoe", ConvertOptions{.dense_quant = "q4"});
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+        EXPECT_NE(std::string(e.what()).find("already quantised"), std::string::npos) << e.what();
+    }
+    const std::string bf16 = std::string(FLASHMOE_TEST_DATA) + "/golden/bf16";
+    try {
+        convert_to_packed(bf16, dir / "b.fmoe", ConvertOptions{.dense_quant = "q3"});
+        FAIL() << "no error";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+        EXPECT_NE(std::string(e.what()).find("--dense-quant 'q3'"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(dir / "a.fmoe"));
+    EXPECT_FALSE(fs::exists(dir / "b.fmoe"));
 }
 
 TEST(Streaming, UnfinishedWriterLeavesNoModel) {

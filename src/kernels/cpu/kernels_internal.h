@@ -45,9 +45,12 @@ struct IsaKernels {
 const IsaKernels& scalar_kernels();
 const IsaKernels& avx2_kernels();    // only callable when the CPU has AVX2+FMA+F16C
 const IsaKernels& avx512_kernels();  // only callable when the CPU has AVX-512 F/BW/VL/DQ
-// avx512_kernels, except decode on affine 4-bit, which quantises x to int8 per 32 columns (error
-// budget in matmul_q8_avx512.cpp). Used when FLASHMOE_MATMUL_ACT=int8.
+// The int8-activation semantics of matmul.h (MatmulActivations::Int8) on affine 4- and 8-bit
+// weights; every other format goes to the same ISA's exact kernels. scalar_q8_kernels is the
+// reference (matmul_scalar.cpp); avx512_q8_kernels needs AVX-512 VNNI (matmul_q8_avx512.cpp).
+const IsaKernels& scalar_q8_kernels();
 const IsaKernels& avx512_q8_kernels();
+bool uses_int8_activations(const Matrix& w);  // affine 4- or 8-bit
 
 // Zero-initialised heap scratch of floats for the SIMD TUs. Its members are defined in matmul.cpp
 // (baseline ISA) so that SIMD TUs never instantiate std::vector<float> or similar templates,

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -22,6 +23,10 @@ namespace cpu {
 
 ScratchFloats::ScratchFloats(size_t count) : data_(std::make_unique<float[]>(count)) {}
 ScratchFloats::~ScratchFloats() = default;
+
+bool uses_int8_activations(const Matrix& w) {
+    return w.format == WeightFormat::Affine && (w.bits == 4 || w.bits == 8);
+}
 
 void check_matrix(const Matrix& w) {
     const std::string_view fmt_name = weight_format_name(w.format);
@@ -96,32 +101,43 @@ Isa choose() {
     return wanted;
 }
 
-// FLASHMOE_MATMUL_ACT=int8 lets decode on affine 4-bit quantise activations to int8 (AVX-512
-// only; see matmul_q8_avx512.cpp). The default, f32, keeps the reference semantics.
-bool parse_int8_activations() {
+bool detect_vnni() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni");
+}
+
+bool has_vnni() {
+    static const bool vnni = detect_vnni();
+    return vnni;
+}
+
+// FLASHMOE_MATMUL_ACT=f32|int8 at start-up; unset: int8 where the CPU has the int8 kernels.
+MatmulActivations initial_activations() {
     const char* env = std::getenv("FLASHMOE_MATMUL_ACT");
-    if (env == nullptr || *env == '\0') return false;
-    const std::string_view name(env);
-    if (name == "f32") return false;
-    if (name == "int8") return true;
-    fail(ErrorKind::BadInput, "FLASHMOE_MATMUL_ACT={}: expected f32 or int8", name);
+    if (env == nullptr || *env == '\0')
+        return int8_activations_available() ? MatmulActivations::Int8 : MatmulActivations::F32;
+    MatmulActivations mode;
+    if (!parse_matmul_activations(env, &mode))
+        fail(ErrorKind::BadInput, "FLASHMOE_MATMUL_ACT={}: expected f32 or int8", env);
+    return mode;
 }
 
-bool int8_activations() {
-    static const bool on = parse_int8_activations();
-    return on;
+std::atomic<int>& activations_state() {
+    static std::atomic<int> mode{int(initial_activations())};
+    return mode;
 }
 
-const cpu::IsaKernels& kernels_for(Isa isa) {
+const cpu::IsaKernels& kernels_for(Isa isa, MatmulActivations act) {
     if (!supported(isa))
         fail(ErrorKind::Internal, "matmul: instruction set {} is not supported by this CPU (best: {})",
              isa_name(isa), isa_name(detected_isa()));
+    const bool int8 = act == MatmulActivations::Int8;
     switch (isa) {
-        case Isa::Avx512: return int8_activations() ? cpu::avx512_q8_kernels() : cpu::avx512_kernels();
+        case Isa::Avx512: return int8 && has_vnni() ? cpu::avx512_q8_kernels() : cpu::avx512_kernels();
         case Isa::Avx2: return cpu::avx2_kernels();
         case Isa::Scalar: break;
     }
-    return cpu::scalar_kernels();
+    return int8 ? cpu::scalar_q8_kernels() : cpu::scalar_kernels();
 }
 
 void check_call(const Matrix& w, const float* x, int64_t n, float* y) {
@@ -149,6 +165,29 @@ Isa active_isa() {
     return isa;
 }
 
+bool int8_activations_available() { return active_isa() == Isa::Avx512 && has_vnni(); }
+
+MatmulActivations matmul_activations() { return MatmulActivations(activations_state().load(std::memory_order_relaxed)); }
+
+void set_matmul_activations(MatmulActivations mode) {
+    activations_state().store(int(mode), std::memory_order_relaxed);
+}
+
+std::string_view matmul_activations_name(MatmulActivations mode) {
+    return mode == MatmulActivations::Int8 ? "int8" : "f32";
+}
+
+bool parse_matmul_activations(std::string_view name, MatmulActivations* out) {
+    if (name == "f32") {
+        *out = MatmulActivations::F32;
+    } else if (name == "int8") {
+        *out = MatmulActivations::Int8;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 std::string_view isa_name(Isa isa) {
     switch (isa) {
         case Isa::Scalar: return "scalar";
@@ -159,12 +198,12 @@ std::string_view isa_name(Isa isa) {
 }
 
 void matmul_rows(Isa isa, const Matrix& w, const float* x, int64_t n, float* y, int64_t row_begin,
-                 int64_t row_end) {
+                 int64_t row_end, MatmulActivations act) {
     check_call(w, x, n, y);
     if (row_begin < 0 || row_end > w.rows || row_begin > row_end)
         fail(ErrorKind::Internal, "matmul_rows: row range [{}, {}) outside [0, {})", row_begin, row_end, w.rows);
     if (n == 0 || row_begin == row_end) return;
-    const cpu::IsaKernels& k = kernels_for(isa);
+    const cpu::IsaKernels& k = kernels_for(isa, act);
     std::vector<float> xprep(k.prep_floats(w, n));
     if (!xprep.empty()) k.prepare(w, x, n, xprep.data());
     cpu::KernelArgs args{&w, x, n, y, xprep.empty() ? nullptr : xprep.data()};
@@ -182,7 +221,7 @@ void matmul(const Matrix& w, const float* x, int64_t n, float* y, ThreadPool* po
         std::fill(y, y + n * w.rows, 0.0f);
         return;
     }
-    const cpu::IsaKernels& k = kernels_for(active_isa());
+    const cpu::IsaKernels& k = kernels_for(active_isa(), matmul_activations());
     std::vector<float> xprep(k.prep_floats(w, n));
     if (!xprep.empty()) k.prepare(w, x, n, xprep.data());
     const cpu::KernelArgs args{&w, x, n, y, xprep.empty() ? nullptr : xprep.data()};
@@ -196,6 +235,38 @@ void matmul(const Matrix& w, const float* x, int64_t n, float* y, ThreadPool* po
     int64_t grain = std::max<int64_t>(kRowTile, kChunkBytes / row_bytes);
     grain = (grain + kRowTile - 1) / kRowTile * kRowTile;
     pool->parallel_for(w.rows, grain, [&](int64_t begin, int64_t end) { k.rows(args, begin, end); });
+}
+
+void matmul_pair(const Matrix& a, const Matrix& b, const float* x, int64_t n, float* ya, float* yb,
+                 ThreadPool* pool) {
+    check_call(a, x, n, ya);
+    check_call(b, x, n, yb);
+    const bool shared = a.format == b.format && a.cols == b.cols && a.bits == b.bits && a.group_size == b.group_size;
+    if (!shared || n == 0 || a.cols == 0 || a.rows == 0 || b.rows == 0) {
+        matmul(a, x, n, ya, pool);
+        matmul(b, x, n, yb, pool);
+        return;
+    }
+    const cpu::IsaKernels& k = kernels_for(active_isa(), matmul_activations());
+    std::vector<float> xprep(k.prep_floats(a, n));
+    if (!xprep.empty()) k.prepare(a, x, n, xprep.data());
+    const float* prep = xprep.empty() ? nullptr : xprep.data();
+    const cpu::KernelArgs args_a{&a, x, n, ya, prep}, args_b{&b, x, n, yb, prep};
+    const int64_t rows = a.rows + b.rows;
+    auto run = [&](int64_t begin, int64_t end) {  // rows of A, then rows of B
+        if (begin < a.rows) k.rows(args_a, begin, std::min(end, a.rows));
+        if (end > a.rows) k.rows(args_b, std::max(begin, a.rows) - a.rows, end - a.rows);
+    };
+
+    const int64_t row_bytes = std::max<int64_t>(int64_t(a.row_bytes()), 1);
+    const int64_t total = row_bytes * rows * std::min<int64_t>(n, 64);
+    if (pool == nullptr || pool->size() == 1 || total < kMinParallelBytes) {
+        run(0, rows);
+        return;
+    }
+    int64_t grain = std::max<int64_t>(kRowTile, kChunkBytes / row_bytes);
+    grain = (grain + kRowTile - 1) / kRowTile * kRowTile;
+    pool->parallel_for(rows, grain, run);
 }
 
 void dequantize_row(const Matrix& w, int64_t row, float* out) {

@@ -3,6 +3,8 @@
 #include "kernels/cpu/kernels_internal.h"
 #include "util/half.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -59,7 +61,81 @@ void rows(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     }
 }
 
+// ---- int8 activations (MatmulActivations::Int8), the reference ----
+//
+// Per token, `prepare` stores [cols int8 codes, padded to whole floats | d per group | sum of the
+// codes per group (as float, exact)]; `rows` forms y = sum_g s d idot + b d isum with the integer
+// dot product idot exact and the rest in fp32, groups in column order.
+
+int64_t q8_token_floats(const Matrix& w) { return (w.cols + 3) / 4 + 2 * (w.cols / w.group_size); }
+
+size_t q8_prep_floats(const Matrix& w, int64_t n) {
+    return uses_int8_activations(w) ? size_t(n * q8_token_floats(w)) : 0;
+}
+
+void q8_prepare(const Matrix& w, const float* x, int64_t n, float* prep) {
+    if (!uses_int8_activations(w)) return;
+    const int64_t cols = w.cols, G = w.group_size, groups = cols / G;
+    for (int64_t t = 0; t < n; ++t) {
+        float* base = prep + t * q8_token_floats(w);
+        auto* q = reinterpret_cast<int8_t*>(base);
+        float* d = base + (cols + 3) / 4;
+        float* isum = d + groups;
+        const float* xt = x + t * cols;
+        for (int64_t g = 0; g < groups; ++g) {
+            float amax = 0.0f;
+            for (int64_t c = g * G; c < (g + 1) * G; ++c) amax = std::max(amax, std::fabs(xt[c]));
+            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            int32_t sum = 0;
+            for (int64_t c = g * G; c < (g + 1) * G; ++c) {
+                const float v = std::nearbyint(xt[c] * inv);  // half to even (default rounding mode)
+                const int32_t qi = int32_t(std::clamp(v, -127.0f, 127.0f));
+                q[c] = int8_t(qi);
+                sum += qi;
+            }
+            d[g] = amax / 127.0f;
+            isum[g] = float(sum);
+        }
+    }
+}
+
+void q8_rows(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
+    const Matrix& w = *a.w;
+    if (!uses_int8_activations(w)) {
+        rows(a, row_begin, row_end);
+        return;
+    }
+    const int64_t cols = w.cols, G = w.group_size, groups = cols / G;
+    const uint8_t* data = static_cast<const uint8_t*>(w.data);
+    std::vector<int32_t> codes(static_cast<size_t>(cols));
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        const uint8_t* row = data + r * int64_t(w.row_bytes());
+        for (int64_t c = 0; c < cols; ++c) codes[size_t(c)] = int32_t(extract_code(row, c, w.bits));
+        for (int64_t t = 0; t < a.n; ++t) {
+            const float* base = a.xprep + t * q8_token_floats(w);
+            const auto* q = reinterpret_cast<const int8_t*>(base);
+            const float* d = base + (cols + 3) / 4;
+            const float* isum = d + groups;
+            float acc = 0.0f;
+            for (int64_t g = 0; g < groups; ++g) {
+                int32_t idot = 0;
+                for (int64_t c = g * G; c < (g + 1) * G; ++c) idot += codes[size_t(c)] * int32_t(q[c]);
+                const float s = load_scalar(w.scales, w.scale_dtype, r * groups + g);
+                const float b = load_scalar(w.biases, w.scale_dtype, r * groups + g);
+                acc += s * d[g] * float(idot);
+                acc += b * d[g] * isum[g];
+            }
+            a.y[t * w.rows + r] = acc;
+        }
+    }
+}
+
 }  // namespace
+
+const IsaKernels& scalar_q8_kernels() {
+    static const IsaKernels k{q8_prep_floats, q8_prepare, q8_rows};
+    return k;
+}
 
 void dequantize_row_ref(const Matrix& w, int64_t row, float* out) {
     const int64_t cols = w.cols;
