@@ -830,7 +830,8 @@ __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
 unsigned blocks_for(int64_t rows) { return unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock); }
 
 // Scratch for the prepared activations of the tensor-core path, one buffer per stream (grown
-// after the stream is idle; never freed: it lives as long as the process).
+// after the stream is idle). Deliberately never destroyed: a static destructor would run cudaFree
+// after the CUDA runtime has begun its own teardown at exit.
 void* stream_workspace(cudaStream_t stream, size_t bytes) {
     static std::mutex mutex;
     static auto* buffers = new std::map<cudaStream_t, DeviceBuffer>();

@@ -641,7 +641,8 @@ __global__ void add_sigmoid_scaled_kernel(float* out, const float* y, const floa
 
 // Scratch for the split attention's partial results, one buffer per stream, grown only while the
 // stream is idle and not being captured (a captured graph keeps the pointer it saw; the forward
-// runs a configuration uncaptured before it captures it, which sizes this first).
+// runs a configuration uncaptured before it captures it, which sizes this first). Deliberately never
+// destroyed, like the tensor-core path's workspace (no cudaFree during the runtime's teardown).
 void* attention_workspace(cudaStream_t stream, size_t bytes) {
     static std::mutex mutex;
     static auto* buffers = new std::map<cudaStream_t, DeviceBuffer>();
