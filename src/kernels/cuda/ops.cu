@@ -483,7 +483,11 @@ __global__ void gated_rmsnorm_kernel(float* o, const float* z, const float* w, i
 }
 
 // One block per token: softmax in shared memory, then k rounds of arg-max.
-__global__ void router_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights) {
+__global__ void router_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights, int32_t extra_id) {
+    if (extra_id >= 0 && blockIdx.x == 0 && threadIdx.x == 0) {
+        ids[int64_t(gridDim.x) * k] = extra_id;
+        weights[int64_t(gridDim.x) * k] = 1.0f;
+    }
     extern __shared__ float p[];
     const int64_t t = blockIdx.x;
     const float* row = logits + t * E;
@@ -552,7 +556,12 @@ __global__ void router_kernel(const float* logits, int64_t E, int64_t k, int32_t
 // token, no shared memory and no barriers (same sums in the same order as router_kernel).
 constexpr int kTopKPerLane = 16;
 
-__global__ void router_warp_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights) {
+__global__ void router_warp_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights,
+                                   int32_t extra_id) {
+    if (extra_id >= 0 && blockIdx.x == 0 && threadIdx.x == 0) {
+        ids[int64_t(gridDim.x) * k] = extra_id;
+        weights[int64_t(gridDim.x) * k] = 1.0f;
+    }
     const int64_t t = blockIdx.x;
     const int lane = threadIdx.x;
     const float* row = logits + t * E;
@@ -755,15 +764,16 @@ void gated_rmsnorm(float* o, const float* z, const float* w, int64_t rows, int64
 }
 
 void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, int32_t* ids, float* weights,
-                  cudaStream_t stream) {
+                  cudaStream_t stream, int32_t extra_id) {
     if (n <= 0) return;
     // One warp per token: the k rounds of arg-max need no block-wide barriers then.
     if (experts <= kTopKPerLane * 32) {
-        router_warp_kernel<<<unsigned(n), 32, 0, stream>>>(logits, experts, k, ids, weights);
+        router_warp_kernel<<<unsigned(n), 32, 0, stream>>>(logits, experts, k, ids, weights, extra_id);
         CUDA_CHECK_LAUNCH("router_warp_kernel");
         return;
     }
-    router_kernel<<<unsigned(n), 32, size_t(experts) * sizeof(float), stream>>>(logits, experts, k, ids, weights);
+    router_kernel<<<unsigned(n), 32, size_t(experts) * sizeof(float), stream>>>(logits, experts, k, ids, weights,
+                                                                            extra_id);
     CUDA_CHECK_LAUNCH("router_kernel");
 }
 

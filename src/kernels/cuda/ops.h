@@ -91,8 +91,9 @@ void gated_rmsnorm(float* o, const float* z, const float* w, int64_t rows, int64
 // ---- sparse MoE ----
 // Per token: softmax over `experts` logits, the k largest (ties: lower index), weights renormalised.
 // ids [n, k] int32, weights [n, k].
+// extra_id >= 0 also writes ids[n * k] = extra_id, weights[n * k] = 1 (a slot for the shared expert).
 void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, int32_t* ids, float* weights,
-                  cudaStream_t stream);
+                  cudaStream_t stream, int32_t extra_id = -1);
 
 // One routed expert's share of a batch: its matrices and the run of the slot list it serves.
 // A slot is t * k + j (token t, choice j).

@@ -300,14 +300,23 @@ void Qwen35MoeCuda::make_resident() {
     if (!experts_->holds_all()) return;
     experts_->load_all();
     const ModelConfig& c = config_;
-    std::vector<ExpertJob> table(size_t(c.num_layers * c.num_experts));
+    // Per layer: its experts, then its shared expert (entry num_experts; empty without one).
+    const int64_t row = c.num_experts + 1;
+    std::vector<ExpertJob> table(size_t(c.num_layers * row));
     for (int64_t l = 0; l < c.num_layers; ++l) {
         for (int64_t e = 0; e < c.num_experts; ++e) {
             ExpertMats m = experts_->resident(l, e);
-            ExpertJob& j = table[size_t(l * c.num_experts + e)];
+            ExpertJob& j = table[size_t(l * row + e)];
             j.gate = m.gate;
             j.up = m.up;
             j.down = m.down;
+        }
+        const DLayer& D = layers_[size_t(l)];
+        if (D.has_shared) {
+            ExpertJob& j = table[size_t(l * row + c.num_experts)];
+            j.gate = D.shared_gate_proj;
+            j.up = D.shared_up;
+            j.down = D.shared_down;
         }
     }
     d_table_.reserve(table.size() * sizeof(ExpertJob));
@@ -449,7 +458,7 @@ void Qwen35MoeCuda::run_layers(CudaSequenceState& st, int64_t n, int64_t k, bool
         const float* next_norm = l + 1 < c.num_layers ? layers_[size_t(l + 1)].input_norm : nullptr;
         if (n == 1) {
             // the routed rows, the shared expert and the residual in one pass (moe left them apart)
-            moe_finish(scratch_[kRouted].as<float>(), k, L.has_shared ? scratch_[kSharedY].as<float>() : nullptr,
+            moe_finish(scratch_[kRouted].as<float>(), k, L.has_shared ? finish_shared_y_ : nullptr,
                        scratch_[kSharedG].as<float>(), x, next_norm, H, eps, xn, s);
         } else if (next_norm) {
             add_rmsnorm(x, mix, next_norm, n, H, eps, xn, s);
@@ -565,17 +574,24 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     }
     prof("router matmul");
     const size_t slots = size_t(n * k);
-    grow(d_ids_, slots * 4);
-    grow(d_weights_, slots * 4);
-    router_top_k(probs, n, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s);
+    // A resident decode step runs the shared expert as one more slot of the routed launches (id E
+    // of the layer's table, weight 1; token = slot / (k + 1) = 0): the same kernels as
+    // shared_expert() uses for one token, so the same bits, two launches fewer.
+    const bool shared_slot = device_routing && L.has_shared && c.shared_expert_intermediate_size == I;
+    const size_t total = slots + (shared_slot ? 1 : 0);
+    grow(d_ids_, total * 4);
+    grow(d_weights_, total * 4);
+    router_top_k(probs, n, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s, shared_slot ? int32_t(E) : -1);
     prof("router top-k");
+    finish_shared_y_ = nullptr;
     if (device_routing) {
-        float* routed = scratch(kRouted, slots * size_t(H));
-        float* act = scratch(kAct, slots * size_t(I));
-        const ExpertJob* table = d_table_.as<ExpertJob>() + layer * E;
-        moe_gate_up_routed(table, d_ids_.as<int32_t>(), int64_t(slots), k, H, I, xn, act, s);
+        float* routed = scratch(kRouted, total * size_t(H));
+        float* act = scratch(kAct, total * size_t(I));
+        const ExpertJob* table = d_table_.as<ExpertJob>() + layer * (E + 1);
+        moe_gate_up_routed(table, d_ids_.as<int32_t>(), int64_t(total), shared_slot ? k + 1 : k, H, I, xn, act, s);
         prof("experts gate_up");
-        moe_down_routed(table, d_ids_.as<int32_t>(), int64_t(slots), H, I, act, d_weights_.as<float>(), routed, s);
+        moe_down_routed(table, d_ids_.as<int32_t>(), int64_t(total), H, I, act, d_weights_.as<float>(), routed, s);
+        if (shared_slot) finish_shared_y_ = routed + slots * size_t(H);
         prof("experts down");
         if (n > 1) moe_combine(routed, n, k, H, out, s);  // n == 1: moe_finish sums them
         prof("experts combine");
@@ -583,7 +599,10 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
         routed_from_cache(layer, k, n);
         prof("experts (tiers)");
     }
-    if (L.has_shared) shared_expert(layer, n);
+    if (L.has_shared && !shared_slot) {
+        shared_expert(layer, n);
+        finish_shared_y_ = scratch_[kSharedY].as<float>();
+    }
 }
 
 void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {

@@ -89,6 +89,7 @@ private:
     DeviceBuffer d_table_;
     DeviceBuffer d_shared_table_;  // [layers] ExpertJob of the shared experts
     DeviceBuffer d_shared_misc_;   // int32 0, float 1
+    const float* finish_shared_y_ = nullptr;  // the shared expert's output row of this layer (one token)
     bool profile_ = false;
     std::vector<cudaEvent_t> prof_events_;
     std::vector<const char*> prof_names_;
