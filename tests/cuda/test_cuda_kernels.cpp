@@ -67,6 +67,55 @@ TEST(CudaKernels, MatmulEveryFormatMatchesScalarReference) {
     }
     // The 35B shapes: 4-bit group 64, many rows.
     check_matmul(MatrixSpec{WeightFormat::Affine, 1031, 2048, 4, 64, DType::BF16, 0}, 1, rng);
+    // Every single-token register shape (4-bit: 512, 1024, 2048, 4096 columns; 8-bit: 512, 1024,
+    // 2048), with row counts that leave partial row-sets, and a tall matrix (several row-sets a warp).
+    for (int64_t cols : {512, 1024, 4096}) {
+        for (int64_t rows : {1, 3, 517}) check_matmul(MatrixSpec{WeightFormat::Affine, rows, cols, 4, 64, DType::BF16, 0}, 1, rng);
+    }
+    check_matmul(MatrixSpec{WeightFormat::Affine, 77, 512, 4, 32, DType::F16, 0}, 1, rng);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 77, 2048, 4, 128, DType::F32, 0}, 1, rng);
+    for (int64_t cols : {512, 1024, 2048}) check_matmul(MatrixSpec{WeightFormat::Affine, 259, cols, 8, 64, DType::BF16, 0}, 1, rng);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 140001, 2048, 4, 64, DType::BF16, 0}, 1, rng);
+    // The tensor-core path (4-bit, several tokens): token and row tails, every group size.
+    check_matmul(MatrixSpec{WeightFormat::Affine, 100, 2048, 4, 64, DType::BF16, 0}, 77, rng);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 70, 4096, 4, 128, DType::F16, 0}, 40, rng);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 33, 96, 4, 32, DType::F32, 0}, 2, rng);
+}
+
+// Several matrices of one input in one launch equal one matmul each, bit for bit.
+TEST(CudaKernels, MatmulMultiEqualsSeparateMatmuls) {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    const int64_t cols = 2048;
+    std::vector<std::unique_ptr<RandomMatrix>> ms;
+    for (auto spec : {MatrixSpec{WeightFormat::Affine, 8192, cols, 4, 64, DType::BF16, 0},
+                      MatrixSpec{WeightFormat::Affine, 4096, cols, 4, 64, DType::BF16, 0},
+                      MatrixSpec{WeightFormat::Affine, 32, cols, 4, 64, DType::BF16, 0},
+                      MatrixSpec{WeightFormat::BF16, 32, cols, 0, 0, DType::BF16, 0},
+                      MatrixSpec{WeightFormat::Affine, 256, cols, 8, 64, DType::BF16, 0},
+                      MatrixSpec{WeightFormat::Affine, 1, cols, 8, 64, DType::BF16, 0}})
+        ms.push_back(std::make_unique<RandomMatrix>(spec, rng));
+    DeviceData d;
+    auto x = random_floats(size_t(cols), rng);
+    float* dx = d.put(x);
+    std::vector<cuda::DMat> dw;
+    std::vector<float*> multi, single;
+    for (auto& m : ms) {
+        dw.push_back(d.put(m->view));
+        multi.push_back(d.floats(size_t(m->view.rows)));
+        single.push_back(d.floats(size_t(m->view.rows)));
+    }
+    std::vector<const cuda::DMat*> wp;
+    for (auto& w : dw) wp.push_back(&w);
+    cuda::matmul_multi(wp.data(), multi.data(), int(wp.size()), dx, nullptr);
+    for (size_t i = 0; i < dw.size(); ++i) cuda::matmul(dw[i], dx, 1, single[i], nullptr);
+    for (size_t i = 0; i < dw.size(); ++i) {
+        auto a = to_host(multi[i], size_t(dw[i].rows)), b = to_host(single[i], size_t(dw[i].rows));
+        for (size_t r = 0; r < a.size(); ++r) {
+            ASSERT_TRUE(std::isfinite(a[r])) << "matrix " << i << " row " << r;
+            ASSERT_EQ(a[r], b[r]) << "matrix " << i << " row " << r;
+        }
+    }
     check_matmul(MatrixSpec{WeightFormat::Affine, 515, 512, 4, 64, DType::BF16, 0}, 33, rng);
 }
 
@@ -173,7 +222,9 @@ TEST(CudaKernels, AttentionMatchesReference) {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 rng(test_seed());
     struct Case { int64_t heads, kv_heads, head_dim, rotary, position, n; };
-    for (Case cs : {Case{4, 2, 32, 8, 0, 5}, Case{3, 1, 24, 6, 7, 1}, Case{16, 2, 256, 64, 300, 3}, Case{2, 1, 24, 6, 0, 200}}) {
+    // (one token over 300 and over 5000 cached rows: the split single-token kernel)
+    for (Case cs : {Case{4, 2, 32, 8, 0, 5}, Case{3, 1, 24, 6, 7, 1}, Case{16, 2, 256, 64, 300, 3}, Case{2, 1, 24, 6, 0, 200},
+                    Case{16, 2, 256, 64, 300, 1}, Case{4, 2, 64, 16, 5000, 1}}) {
         const int64_t qdim = cs.heads * cs.head_dim * 2, kvdim = cs.kv_heads * cs.head_dim;
         const int64_t total = cs.position + cs.n;
         auto q = random_floats(size_t(cs.n * qdim), rng), k = random_floats(size_t(cs.n * kvdim), rng);
@@ -237,7 +288,8 @@ TEST(CudaKernels, ConvAndDeltaNetMatchReference) {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 rng(test_seed());
     struct Case { int64_t Hv, Hk, Dk, Dv, K, n; };
-    for (Case cs : {Case{4, 2, 16, 16, 4, 5}, Case{6, 2, 12, 10, 4, 1}, Case{32, 16, 128, 128, 4, 3}, Case{4, 2, 16, 40, 3, 70}}) {
+    for (Case cs : {Case{4, 2, 16, 16, 4, 5}, Case{6, 2, 12, 10, 4, 1}, Case{32, 16, 128, 128, 4, 3}, Case{4, 2, 16, 40, 3, 70},
+                    Case{2, 1, 256, 33, 4, 2}, Case{32, 16, 128, 128, 4, 1}}) {
         const int64_t kd = cs.Hk * cs.Dk, vd = cs.Hv * cs.Dv, C = 2 * kd + vd;
         auto x = random_floats(size_t(cs.n * C), rng), taps = random_floats(size_t(C * cs.K), rng, 0.5f);
         auto state = random_floats(size_t((cs.K - 1) * C), rng);
@@ -324,7 +376,8 @@ TEST(CudaKernels, MoeBatchMatchesReference) {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 rng(test_seed());
     for (auto [H, I, n, k, E] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{64, 16, 1, 2, 4},
-                                 {2048, 512, 1, 8, 12}, {72, 20, 19, 3, 5}, {256, 64, 40, 4, 6}}) {
+                                 {2048, 512, 1, 8, 12}, {72, 20, 19, 3, 5}, {256, 64, 40, 4, 6},
+                                 {512, 1024, 1, 4, 9}, {4096, 512, 1, 3, 4}}) {
         SCOPED_TRACE("H " + std::to_string(H) + " n " + std::to_string(n));
         std::vector<std::unique_ptr<RandomMatrix>> g, u, dn;
         DeviceData d;
@@ -365,12 +418,26 @@ TEST(CudaKernels, MoeBatchMatchesReference) {
         auto x = random_floats(size_t(n * H), rng);
         auto wts = random_floats(size_t(n * k), rng);
         cuda::MoeBatch batch{static_cast<cuda::ExpertJob*>(d.put_bytes(jobs.data(), jobs.size() * sizeof(cuda::ExpertJob))),
-                             int64_t(jobs.size()), max_count, d.put(slot_list), k, H, I};
+                             int64_t(jobs.size()), max_count, d.put(slot_list), k, H, I, n};
         float* act = d.floats(size_t(n * k * I));
         float* routed = d.floats(size_t(n * k * H));
         cuda::moe_gate_up(batch, d.put(x), act, nullptr);
         cuda::moe_down(batch, act, d.put(wts), routed, nullptr);
         auto got = to_host(routed, size_t(n * k * H));
+        if (n == 1) {
+            // The device-routed kernels (ids index a table of every expert) give the same bits.
+            std::vector<cuda::ExpertJob> table(static_cast<size_t>(E));
+            size_t ji = 0;
+            for (auto& entry : by) table[size_t(entry.first)] = jobs[ji++];
+            auto* dtable = static_cast<cuda::ExpertJob*>(d.put_bytes(table.data(), table.size() * sizeof(cuda::ExpertJob)));
+            float* act2 = d.floats(size_t(n * k * I));
+            float* routed2 = d.floats(size_t(n * k * H));
+            const int32_t* dids = d.put(chosen);
+            cuda::moe_gate_up_routed(dtable, dids, n * k, k, H, I, d.put(x), act2, nullptr);
+            cuda::moe_down_routed(dtable, dids, n * k, H, I, act2, d.put(wts), routed2, nullptr);
+            auto got2 = to_host(routed2, size_t(n * k * H));
+            for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], got2[i]) << "routed vs grouped " << i;
+        }
         for (size_t s = 0; s < chosen.size(); ++s) {
             const int64_t e = chosen[s], t = int64_t(s) / k;
             std::vector<float> gg(static_cast<size_t>(I)), uu(static_cast<size_t>(I)), y(static_cast<size_t>(H));

@@ -10,6 +10,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 namespace flashmoe::cuda {
 
@@ -168,10 +170,352 @@ __global__ void matmul_kernel(DMat w, const float* x, int64_t n, float* y) {
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
+__host__ __device__ inline bool mma_ok(const DMat& w);
+
+// ---- single-token products (decode): x held in registers ----
+//
+// A weight row is read as 16-byte chunks; L lanes share a row (lane li takes chunks li, li + L, ...,
+// CH of them), so a warp works on 32 / L rows at once, and keeps the columns of x it needs in
+// registers for every row it visits (reading x once per row, as the multi-token path does, costs
+// more cache bandwidth than the weights themselves). Codes become floats exactly by byte permutes
+// into 2^23's mantissa. Per 16-byte chunk (never straddling a group): s * sum(q x) + b * sum(x).
+// Only for affine 4- or 8-bit rows whose chunk count fits one of the shapes gemv_shape() lists.
+
+__device__ __forceinline__ float code_f(uint32_t v, uint32_t sel) {
+    return __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7440u | sel)) - 8388608.0f;
+}
+
+template <int BITS, int L, int CH>
+struct Gemv {
+    static constexpr int kCpc = 128 / BITS;  // columns per 16-byte chunk
+    static constexpr int kRpw = 32 / L;       // rows a warp works on at once
+    float x[CH * kCpc];
+    float sx[CH];
+
+    __device__ __forceinline__ void load_x(const float* xrow, int li) {
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch) {
+            const float4* p = reinterpret_cast<const float4*>(xrow + int64_t(ch * L + li) * kCpc);
+            float s = 0;
+#pragma unroll
+            for (int v = 0; v < kCpc / 4; ++v) {
+                const float4 f = p[v];
+                x[ch * kCpc + 4 * v] = f.x;
+                x[ch * kCpc + 4 * v + 1] = f.y;
+                x[ch * kCpc + 4 * v + 2] = f.z;
+                x[ch * kCpc + 4 * v + 3] = f.w;
+                s += (f.x + f.y) + (f.z + f.w);
+            }
+            sx[ch] = s;
+        }
+    }
+
+    struct Row {
+        uint4 q[CH];
+        float s[CH], b[CH];
+    };
+
+    // gpr: groups per row of the scales (w.cols / group, unless w is a column slice of a wider matrix)
+    // Asks L2 for this lane's chunks of row r (no registers held: more bytes in flight per warp).
+    __device__ __forceinline__ static void prefetch_row(const DMat& w, int64_t r, int li) {
+        const uint8_t* p = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + (ch * L + li) * 16));
+    }
+
+    __device__ __forceinline__ static void load_row(const DMat& w, int64_t r, int li, Row& row, int64_t gpr) {
+        const uint4* p = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(w.data) + r * w.row_bytes);
+        const int gs = __ffs(w.group) - 1;  // groups are powers of two here (gemv_shape)
+        const int64_t gbase = r * gpr;
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch) {
+            row.q[ch] = p[ch * L + li];
+            const int64_t g = gbase + (((ch * L + li) * kCpc) >> gs);
+            row.s[ch] = load_scale(w.scales, w.scale_dtype, g);
+            row.b[ch] = load_scale(w.biases, w.scale_dtype, g);
+        }
+    }
+
+    // The full dot product (reduced over the row's L lanes; every lane of the group gets it).
+    __device__ __forceinline__ float dot(const Row& row) const {
+        float acc = 0;
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch) {
+            const uint32_t wq[4] = {row.q[ch].x, row.q[ch].y, row.q[ch].z, row.q[ch].w};
+            const float* xc = x + ch * kCpc;
+            float qa[4] = {0, 0, 0, 0}, qb[4] = {0, 0, 0, 0};  // independent chains
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (BITS == 4) {
+                    const uint32_t lo = wq[i] & 0x0F0F0F0Fu, hi = (wq[i] >> 4) & 0x0F0F0F0Fu;
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        qa[i] = fmaf(code_f(lo, j), xc[i * 8 + 2 * j], qa[i]);
+                        qb[i] = fmaf(code_f(hi, j), xc[i * 8 + 2 * j + 1], qb[i]);
+                    }
+                } else {
+#pragma unroll
+                    for (int j = 0; j < 4; j += 2) {
+                        qa[i] = fmaf(code_f(wq[i], j), xc[i * 4 + j], qa[i]);
+                        qb[i] = fmaf(code_f(wq[i], j + 1), xc[i * 4 + j + 1], qb[i]);
+                    }
+                }
+            }
+            const float q = ((qa[0] + qb[0]) + (qa[1] + qb[1])) + ((qa[2] + qb[2]) + (qa[3] + qb[3]));
+            acc = fmaf(row.s[ch], q, fmaf(row.b[ch], sx[ch], acc));
+        }
+#pragma unroll
+        for (int o = L / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        return acc;
+    }
+};
+
+// Shapes with a fast single-token path: (bits, lanes per row, chunks per lane) as one small code.
+enum GemvShape : int { kGemvNone = 0, kG4L16C1, kG4L32C1, kG4L32C2, kG4L32C4, kG8L32C1, kG8L32C2, kG8L32C4 };
+
+__host__ __device__ inline int gemv_shape(const DMat& w) {
+    if (w.format != kAffine || (w.bits != 4 && w.bits != 8)) return kGemvNone;
+    if (w.row_bytes * 8 != w.cols * w.bits || (w.row_bytes & 15) != 0) return kGemvNone;
+    const int64_t cpc = 128 / w.bits;
+    if (w.group % cpc != 0 || (w.group & (w.group - 1)) != 0 || w.cols >= (int64_t(1) << 30)) return kGemvNone;
+    const int64_t chunks = w.row_bytes / 16;
+    if (w.bits == 4) {
+        if (chunks == 16) return kG4L16C1;
+        if (chunks == 32) return kG4L32C1;
+        if (chunks == 64) return kG4L32C2;
+        if (chunks == 128) return kG4L32C4;
+    } else {
+        if (chunks == 32) return kG8L32C1;
+        if (chunks == 64) return kG8L32C2;
+        if (chunks == 128) return kG8L32C4;
+    }
+    return kGemvNone;
+}
+
+// Rows a warp works on at once for a shape.
+__host__ __device__ inline int gemv_rpw(int shape) { return shape == kG4L16C1 ? 2 : 1; }
+
+// Up to four matrices sharing one single-token input, one launch: block b belongs to the matrix m
+// with first_block[m] <= b < first_block[m + 1]; each warp takes `rows_per_warp` row-sets.
+struct GemvBatch {
+    DMat w[kMaxGemvMats];
+    float* y[kMaxGemvMats];
+    int first_block[kMaxGemvMats + 1];
+    int count = 0;
+    int rows_per_warp = 1;
+};
+
+// Row-sets [rs0, rs0 + sets * kRpw) of w (rows past w.rows skipped), NB row-sets' weights loaded
+// before any is used (loads in flight hide the memory latency); store(r, value) on one lane per row.
+template <int BITS, int L, int CH, int NB, class Store>
+__device__ __forceinline__ void gemv_sets(const DMat& w, const Gemv<BITS, L, CH>& g, int64_t rs0, int sets,
+                                          Store store, int64_t gpr = -1) {
+    using G = Gemv<BITS, L, CH>;
+    const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
+    if (gpr < 0) gpr = w.cols >> (__ffs(w.group) - 1);
+    for (int it = 0; it < sets; it += NB) {
+        const int64_t rs = rs0 + int64_t(it) * G::kRpw;
+        if (rs >= w.rows) return;  // uniform over the warp
+        typename G::Row row[NB];
+#pragma unroll
+        for (int u = 0; u < NB; ++u) G::load_row(w, min(rs + u * G::kRpw + sub, w.rows - 1), li, row[u], gpr);
+        // the next two batches of rows into L2 while these are multiplied
+        if (it + NB < sets) {
+#pragma unroll
+            for (int u = 0; u < 2 * NB; ++u) {
+                const int64_t r = rs + (NB + u) * G::kRpw + sub;
+                if (it + NB + u < sets && r < w.rows) G::prefetch_row(w, r, li);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < NB; ++u) {
+            const float v = g.dot(row[u]);
+            const int64_t r = rs + u * G::kRpw + sub;
+            if (li == 0 && it + u < sets && r < w.rows) store(r, v);
+        }
+    }
+}
+
+template <int BITS, int L, int CH>
+__device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* y, int64_t warp, int rpw_iters) {
+    using G = Gemv<BITS, L, CH>;
+    const int64_t rs0 = warp * G::kRpw * rpw_iters;
+    if (rs0 >= w.rows) return;
+    G g;
+    g.load_x(x, (threadIdx.x & 31) % L);
+    gemv_sets<BITS, L, CH, (CH >= 2 ? 2 : 4)>(w, g, rs0, rpw_iters, [&](int64_t r, float v) { y[r] = v; });
+}
+
+// Rows of twice CH chunks a lane: warp pairs split the columns in halves (even warp: first half),
+// each half's dot product added to y (zeroed before) atomically: two addends onto zero give the
+// same sum in either order, so the result is deterministic.
+template <int BITS, int L, int CH>
+__device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, float* y, int64_t warp, int rpw_iters) {
+    using G = Gemv<BITS, L, CH>;
+    const int h = int(warp & 1);
+    const int64_t rs0 = (warp >> 1) * G::kRpw * rpw_iters;
+    if (rs0 >= w.rows) return;
+    const int gs = __ffs(w.group) - 1;
+    const int64_t half = w.cols / 2, gpr = w.cols >> gs;
+    const int64_t scale_bytes = w.scale_dtype == kF32 ? 4 : 2;
+    DMat v = w;
+    v.cols = half;
+    v.data = static_cast<const uint8_t*>(w.data) + h * (w.row_bytes / 2);
+    v.scales = static_cast<const uint8_t*>(w.scales) + h * (half >> gs) * scale_bytes;
+    v.biases = static_cast<const uint8_t*>(w.biases) + h * (half >> gs) * scale_bytes;
+    G g;
+    g.load_x(x + h * half, (threadIdx.x & 31) % L);
+    gemv_sets<BITS, L, CH, 2>(v, g, rs0, rpw_iters, [&](int64_t r, float val) { atomicAdd(&y[r], val); }, gpr);
+}
+
+template <int BITS, int L, int CH, bool HALVES>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) gemv_batch_kernel(GemvBatch b, const float* x) {
+    int m = 0;
+    while (m + 1 < b.count && int(blockIdx.x) >= b.first_block[m + 1]) ++m;
+    const int64_t warp = int64_t(blockIdx.x - b.first_block[m]) * kWarpsPerBlock + threadIdx.x / 32;
+    if (HALVES) gemv_warp_halves<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
+    else gemv_warp<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
+}
+
+// Row-sets per warp: about one wave of warps on the chip (132 SMs x 16 warps), at most 16 each, a
+// multiple of 4 above 4 (the loads are issued 4 row-sets at a time).
+int gemv_rows_per_warp(int64_t rows, int rpw) {
+    const int64_t sets = (rows + rpw - 1) / rpw;
+    int64_t r = std::clamp<int64_t>((sets + 132 * 16 - 1) / (132 * 16), 1, 16);
+    if (r > 4) r = (r + 3) / 4 * 4;
+    return int(r);
+}
+
+// ---- single-token routed experts ----
+// One block: kWarpsPerBlock warps of one slot; gate/up rows of one expert (or down rows). The
+// expert's formats decide the path at run time (uniform over the block): the register path above
+// for the shapes it takes, else row_dot<1>. `ids` == nullptr: jobs are host-grouped, one slot each
+// (slot = slots[job.slot_begin]); else slot = blockIdx.y and the job is table[ids[slot]].
+
+template <int BITS, int L, int CH>
+__device__ __forceinline__ void gate_up_warp(const ExpertJob& job, const float* x, float* act, int64_t inter,
+                                             int64_t warp, int rpw_iters) {
+    using G = Gemv<BITS, L, CH>;
+    const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
+    const int64_t rs0 = warp * G::kRpw * rpw_iters;
+    if (rs0 >= inter) return;
+    for (int it = 0; it < rpw_iters; ++it) {  // the warp's rows into L2 up front
+        const int64_t r = rs0 + int64_t(it) * G::kRpw + sub;
+        if (r < inter) {
+            G::prefetch_row(job.gate, r, li);
+            G::prefetch_row(job.up, r, li);
+        }
+    }
+    G g;
+    g.load_x(x, li);
+    constexpr int NB = 1;  // a row-set of gate and one of up loaded together
+    for (int it = 0; it < rpw_iters; it += NB) {
+        const int64_t rs = rs0 + int64_t(it) * G::kRpw;
+        if (rs >= inter) return;
+        typename G::Row rg[NB], ru[NB];
+#pragma unroll
+        for (int u = 0; u < NB; ++u) {
+            const int64_t r = min(rs + u * G::kRpw + sub, inter - 1);
+            G::load_row(job.gate, r, li, rg[u], job.gate.cols >> (__ffs(job.gate.group) - 1));
+            G::load_row(job.up, r, li, ru[u], job.up.cols >> (__ffs(job.up.group) - 1));
+        }
+#pragma unroll
+        for (int u = 0; u < NB; ++u) {
+            const float gv = g.dot(rg[u]), uv = g.dot(ru[u]);
+            const int64_t r = rs + u * G::kRpw + sub;
+            if (li == 0 && it + u < rpw_iters && r < inter) act[r] = silu(gv) * uv;
+        }
+    }
+}
+
+template <int BITS, int L, int CH>
+__device__ __forceinline__ void down_warp(const DMat& w, const float* a, float wt, float* out, int64_t warp,
+                                          int rpw_iters) {
+    using G = Gemv<BITS, L, CH>;
+    const int64_t rs0 = warp * G::kRpw * rpw_iters;
+    if (rs0 >= w.rows) return;
+    G g;
+    g.load_x(a, (threadIdx.x & 31) % L);
+    gemv_sets<BITS, L, CH, 2>(w, g, rs0, rpw_iters, [&](int64_t r, float v) { out[r] = v * wt; });
+}
+
+constexpr int kGateUpRowsPerWarp = 2;  // rows of gate and of up
+constexpr int kDownRowsPerWarp = 4;
+
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    moe_gate_up_one_kernel(const ExpertJob* jobs, const int32_t* ids, const int32_t* slots, int64_t k, const float* x,
+                           int64_t hidden, float* act, int64_t inter) {
+    int64_t slot;
+    const ExpertJob* job;
+    if (ids) {
+        slot = blockIdx.y;
+        job = &jobs[ids[slot]];
+    } else {
+        job = &jobs[blockIdx.y];
+        slot = slots[job->slot_begin];
+    }
+    const float* xr = x + (slot / k) * hidden;
+    float* ar = act + slot * inter;
+    const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    const int shape = gemv_shape(job->gate);
+    if (shape != kGemvNone && shape == gemv_shape(job->up)) {
+        switch (shape) {
+            case kG4L16C1: gate_up_warp<4, 16, 1>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp / 2); return;
+            case kG4L32C1: gate_up_warp<4, 32, 1>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp); return;
+            case kG4L32C2: gate_up_warp<4, 32, 2>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp); return;
+            case kG8L32C2: gate_up_warp<8, 32, 2>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp); return;
+            default: break;
+        }
+    }
+    // generic: one warp per row, rows of this block's share
+    const int lane = threadIdx.x & 31;
+    for (int64_t r = warp * kGateUpRowsPerWarp; r < inter && r < (warp + 1) * kGateUpRowsPerWarp; ++r) {
+        const float* xs[1] = {xr};
+        float g[1], u[1];
+        row_dot<1>(job->gate, r, xs, g, lane);
+        row_dot<1>(job->up, r, xs, u, lane);
+        if (lane == 0) ar[r] = silu(g[0]) * u[0];
+    }
+}
+
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    moe_down_one_kernel(const ExpertJob* jobs, const int32_t* ids, const int32_t* slots, const float* act,
+                        int64_t inter, const float* weights, float* routed, int64_t hidden) {
+    int64_t slot;
+    const ExpertJob* job;
+    if (ids) {
+        slot = blockIdx.y;
+        job = &jobs[ids[slot]];
+    } else {
+        job = &jobs[blockIdx.y];
+        slot = slots[job->slot_begin];
+    }
+    const float* ar = act + slot * inter;
+    float* out = routed + slot * hidden;
+    const float wt = weights[slot];
+    const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    switch (gemv_shape(job->down)) {
+        case kG4L16C1: down_warp<4, 16, 1>(job->down, ar, wt, out, warp, kDownRowsPerWarp / 2); return;
+        case kG4L32C1: down_warp<4, 32, 1>(job->down, ar, wt, out, warp, kDownRowsPerWarp); return;
+        case kG4L32C2: down_warp<4, 32, 2>(job->down, ar, wt, out, warp, kDownRowsPerWarp); return;
+        case kG8L32C2: down_warp<8, 32, 2>(job->down, ar, wt, out, warp, kDownRowsPerWarp); return;
+        default: break;
+    }
+    const int lane = threadIdx.x & 31;
+    for (int64_t r = warp * kDownRowsPerWarp; r < hidden && r < (warp + 1) * kDownRowsPerWarp; ++r) {
+        const float* xs[1] = {ar};
+        float y[1];
+        row_dot<1>(job->down, r, xs, y, lane);
+        if (lane == 0) out[r] = y[0] * wt;
+    }
+}
+
+
 template <int NT>
 __global__ void moe_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, int64_t k, const float* x,
-                                   int64_t hidden, float* act, int64_t inter) {
+                                   int64_t hidden, float* act, int64_t inter, bool skip_mma) {
     const ExpertJob& job = jobs[blockIdx.z];
+    if (skip_mma && mma_ok(job.gate) && mma_ok(job.up)) return;  // done by the tensor-core kernel
     const int lane = threadIdx.x & 31;
     const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
     const int64_t c0 = int64_t(blockIdx.y) * NT;
@@ -196,8 +540,9 @@ __global__ void moe_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, 
 
 template <int NT>
 __global__ void moe_down_kernel(const ExpertJob* jobs, const int32_t* slots, const float* act, int64_t inter,
-                                const float* weights, float* routed, int64_t hidden) {
+                                const float* weights, float* routed, int64_t hidden, bool skip_mma) {
     const ExpertJob& job = jobs[blockIdx.z];
+    if (skip_mma && mma_ok(job.down)) return;
     const int lane = threadIdx.x & 31;
     const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
     const int64_t c0 = int64_t(blockIdx.y) * NT;
@@ -219,32 +564,260 @@ __global__ void moe_down_kernel(const ExpertJob* jobs, const int32_t* slots, con
     }
 }
 
-// One warp per (row, slot): expert ids[slot] from the resident table.
-__global__ void moe_gate_up_routed_kernel(const ExpertJob* table, const int32_t* ids, int64_t k, const float* x,
-                                          int64_t hidden, float* act, int64_t inter) {
-    const int64_t slot = blockIdx.y;
-    const ExpertJob& job = table[ids[slot]];
-    const int lane = threadIdx.x & 31;
-    const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-    if (r >= inter) return;
-    const float* xs[1] = {x + (slot / k) * hidden};
-    float g[1], u[1];
-    row_dot<1>(job.gate, r, xs, g, lane);
-    row_dot<1>(job.up, r, xs, u, lane);
-    if (lane == 0) act[slot * inter + r] = silu(g[0]) * u[0];
+
+// ---- multi-token products on the tensor cores (prefill) ----
+//
+// Affine 4-bit weights times fp32 activations with mma.sync m16n8k16 (bf16 in, fp32 accumulate):
+// the codes (0..15) are exact in bf16, and each activation is split as hi + lo (two bf16, about 16
+// significant bits together), so one product is two MMAs and the result is close to an fp32 dot
+// product. Scales stay out of the MMA: the codes of one group are multiplied first (a fresh
+// accumulator per group), then acc += s * P + b * sum(x over the group), as the fp32 path does.
+//
+// The k order inside an MMA is free as long as A and B agree: a warp reads 32 columns at a time,
+// lane (g, t4) holding the 32-bit word t4 (columns 8 t4 .. 8 t4 + 7) of rows g and g + 8; the
+// code pairs (e, e + 4) of a word become one bf16x2 by a mask, and step s of the two k16 steps uses
+// pairs 2s and 2s + 1. The activations are prepared once per product in the same pair order
+// (prep_kernel: per 8 columns, 4 words of hi pairs then 4 of lo pairs) with per-group sums.
+
+__host__ __device__ inline bool mma_ok(const DMat& w) {
+    return w.format == kAffine && w.bits == 4 && w.group % 32 == 0 && (w.group & (w.group - 1)) == 0 &&
+           w.cols % w.group == 0 &&
+           w.row_bytes * 2 == w.cols && w.rows > 0;
 }
 
-__global__ void moe_down_routed_kernel(const ExpertJob* table, const int32_t* ids, const float* act, int64_t inter,
-                                       const float* weights, float* routed, int64_t hidden) {
-    const int64_t slot = blockIdx.y;
-    const ExpertJob& job = table[ids[slot]];
-    const int lane = threadIdx.x & 31;
-    const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-    if (r >= hidden) return;
-    const float* xs[1] = {act + slot * inter};
-    float y[1];
-    row_dot<1>(job.down, r, xs, y, lane);
-    if (lane == 0) routed[slot * hidden + r] = y[0] * weights[slot];
+// Activation sums are kept per 32 columns (any group is a multiple of 32).
+constexpr int64_t kSumCols = 32;
+
+// x [n, K] fp32 -> xp [n, K] words (see above) and gsum [n, K / group].
+__global__ void prep_kernel(const float* x, int64_t n, int64_t K, int64_t group, uint32_t* xp, float* gsum) {
+    const int64_t oct = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // one 8-column run
+    const int64_t t = blockIdx.y;
+    if (oct * 8 >= K) return;
+    const float4* src = reinterpret_cast<const float4*>(x + t * K + oct * 8);
+    const float4 a = src[0], b = src[1];
+    const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    uint32_t hi[4], lo[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        const __nv_bfloat16 h0 = __float2bfloat16_rn(v[e]), h1 = __float2bfloat16_rn(v[e + 4]);
+        const __nv_bfloat16 l0 = __float2bfloat16_rn(v[e] - __bfloat162float(h0));
+        const __nv_bfloat16 l1 = __float2bfloat16_rn(v[e + 4] - __bfloat162float(h1));
+        hi[e] = uint32_t(__bfloat16_as_ushort(h0)) | (uint32_t(__bfloat16_as_ushort(h1)) << 16);
+        lo[e] = uint32_t(__bfloat16_as_ushort(l0)) | (uint32_t(__bfloat16_as_ushort(l1)) << 16);
+    }
+    uint4* dst = reinterpret_cast<uint4*>(xp + t * K + oct * 8);
+    dst[0] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+    dst[1] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+    // group sums: one thread per group adds its runs in order
+    const int64_t per = group / 8;
+    if (oct % per == 0) {
+        float sum = 0;
+        for (int64_t o = oct; o < oct + per; ++o) {
+            const float4* q = reinterpret_cast<const float4*>(x + t * K + o * 8);
+            const float4 c = q[0], d = q[1];
+            sum += ((c.x + c.y) + (c.z + c.w)) + ((d.x + d.y) + (d.z + d.w));
+        }
+        gsum[t * (K / group) + oct / per] = sum;
+    }
+}
+
+__device__ __forceinline__ uint32_t code_pair(uint32_t word, int e) {
+    // codes e and e + 4 as bf16 (128 + c) pair, minus 128: exact
+    const uint32_t biased = ((word >> (4 * e)) & 0x000F000Fu) | 0x43004300u;
+    const __nv_bfloat162 v = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&biased),
+                                     __floats2bfloat162_rn(128.0f, 128.0f));
+    return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+constexpr int kMmaWarps = 4;  // a block: 4 warps, each MT x 16 rows and NT x 8 tokens
+
+// Where a block's tokens come from and where results go.
+struct MmaIo {
+    const uint32_t* xp = nullptr;  // prepared rows
+    const float* gsum = nullptr;
+    int64_t K = 0;
+    int64_t div = 1;  // token -> prepared row: slot / div (routed gate/up) or the slot itself
+};
+
+// One warp's products: rows r0 .. r0 + 16 MT of w (MT m16 tiles, sharing every activation fragment)
+// times the tokens whose prepared rows are xrow[] (NT n8 tiles; lane (g, t4) holds the row of token
+// i * 8 + g of tile i), as fp32 dot products in acc[m][i][.] (the m16n8 accumulator layout).
+template <int MT, int NT>
+__device__ __forceinline__ void mma_rows(const DMat& w, int64_t r0, const MmaIo& io, const int64_t (&xrow)[NT],
+                                         float (&acc)[MT][NT][4]) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const uint32_t* wr[MT][2];
+    int64_t rr[MT][2];
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            rr[m][h] = min(r0 + m * 16 + h * 8 + g, w.rows - 1);
+            wr[m][h] = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + rr[m][h] * w.row_bytes);
+        }
+    const int gs = __ffs(w.group) - 1;  // a power of two (mma_ok)
+    const int64_t groups = w.cols >> gs, per_group = w.group >> 5, sums = io.K >> 5;  // kSumCols = 32
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int i = 0; i < NT; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) acc[m][i][j] = 0;
+    for (int64_t gi = 0; gi < groups; ++gi) {
+        float P[MT][NT][4];
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+#pragma unroll
+            for (int i = 0; i < NT; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) P[m][i][j] = 0;
+        for (int64_t c0 = gi << gs; c0 < (gi + 1) << gs; c0 += 32) {
+            uint32_t q[MT][2];
+#pragma unroll
+            for (int m = 0; m < MT; ++m) {
+                q[m][0] = wr[m][0][c0 / 8 + t4];
+                q[m][1] = wr[m][1][c0 / 8 + t4];
+            }
+            uint4 xh[NT], xl[NT];
+#pragma unroll
+            for (int i = 0; i < NT; ++i) {
+                const uint4* p = reinterpret_cast<const uint4*>(io.xp + xrow[i] * io.K + c0 + 8 * t4);
+                xh[i] = p[0];
+                xl[i] = p[1];
+            }
+#pragma unroll
+            for (int st = 0; st < 2; ++st) {
+#pragma unroll
+                for (int m = 0; m < MT; ++m) {
+                    const uint32_t a[4] = {code_pair(q[m][0], 2 * st), code_pair(q[m][1], 2 * st),
+                                           code_pair(q[m][0], 2 * st + 1), code_pair(q[m][1], 2 * st + 1)};
+#pragma unroll
+                    for (int i = 0; i < NT; ++i) {
+                        const uint32_t h0 = st == 0 ? xh[i].x : xh[i].z, h1 = st == 0 ? xh[i].y : xh[i].w;
+                        const uint32_t l0 = st == 0 ? xl[i].x : xl[i].z, l1 = st == 0 ? xl[i].y : xl[i].w;
+                        mma_bf16(P[m][i], a, h0, h1);
+                        mma_bf16(P[m][i], a, l0, l1);
+                    }
+                }
+            }
+        }
+        // group sums of tokens (2 t4, 2 t4 + 1) of each tile, held by lanes (2 t4) * 4 and (2 t4 + 1) * 4
+        float s0[NT], s1[NT];
+#pragma unroll
+        for (int i = 0; i < NT; ++i) {
+            const int64_t x0 = __shfl_sync(0xffffffffu, xrow[i], (2 * t4) * 4);
+            const int64_t x1 = __shfl_sync(0xffffffffu, xrow[i], (2 * t4 + 1) * 4);
+            s0[i] = 0;
+            s1[i] = 0;
+            for (int64_t u = 0; u < per_group; ++u) {
+                s0[i] += io.gsum[x0 * sums + gi * per_group + u];
+                s1[i] += io.gsum[x1 * sums + gi * per_group + u];
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+            const int64_t ga = rr[m][0] * groups + gi, gb = rr[m][1] * groups + gi;
+            const float sa = load_scale(w.scales, w.scale_dtype, ga), ba = load_scale(w.biases, w.scale_dtype, ga);
+            const float sb = load_scale(w.scales, w.scale_dtype, gb), bb = load_scale(w.biases, w.scale_dtype, gb);
+#pragma unroll
+            for (int i = 0; i < NT; ++i) {
+                acc[m][i][0] = fmaf(sa, P[m][i][0], fmaf(ba, s0[i], acc[m][i][0]));
+                acc[m][i][1] = fmaf(sa, P[m][i][1], fmaf(ba, s1[i], acc[m][i][1]));
+                acc[m][i][2] = fmaf(sb, P[m][i][2], fmaf(bb, s0[i], acc[m][i][2]));
+                acc[m][i][3] = fmaf(sb, P[m][i][3], fmaf(bb, s1[i], acc[m][i][3]));
+            }
+        }
+    }
+}
+
+// Dense: 2 x 16 rows and 4 x 8 tokens a warp; block (row tile of 128, token tile of 32).
+constexpr int kDenseMT = 2, kDenseNT = 4;
+constexpr int kDenseRows = kMmaWarps * kDenseMT * 16, kDenseTokens = kDenseNT * 8;
+// Routed experts (about 16 tokens an expert in a 512-token prompt): 2 x 16 rows, 2 x 8 tokens.
+constexpr int kMoeMT = 2, kMoeNT = 2;
+constexpr int kMoeRows = kMmaWarps * kMoeMT * 16, kMoeTokens = kMoeNT * 8;
+
+__global__ void __launch_bounds__(kMmaWarps * 32) mma_matmul_kernel(DMat w, MmaIo io, int64_t n, float* y) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int64_t r0 = int64_t(blockIdx.x) * kDenseRows + (threadIdx.x >> 5) * (kDenseMT * 16);
+    if (r0 >= w.rows) return;
+    const int64_t tok0 = int64_t(blockIdx.y) * kDenseTokens;
+    int64_t xrow[kDenseNT];
+#pragma unroll
+    for (int i = 0; i < kDenseNT; ++i) xrow[i] = min(tok0 + i * 8 + g, n - 1);
+    float acc[kDenseMT][kDenseNT][4];
+    mma_rows<kDenseMT, kDenseNT>(w, r0, io, xrow, acc);
+#pragma unroll
+    for (int m = 0; m < kDenseMT; ++m)
+#pragma unroll
+        for (int i = 0; i < kDenseNT; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int64_t t = tok0 + i * 8 + 2 * t4 + (j & 1), r = r0 + m * 16 + g + (j >> 1) * 8;
+                if (t < n && r < w.rows) y[t * w.rows + r] = acc[m][i][j];
+            }
+}
+
+// Routed experts: block (row tile, token tile, job); the job's slots are its tokens.
+__global__ void __launch_bounds__(kMmaWarps * 32)
+    mma_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, MmaIo io, float* act, int64_t inter) {
+    const ExpertJob& job = jobs[blockIdx.z];
+    if (!(mma_ok(job.gate) && mma_ok(job.up))) return;  // (their cols are the input width, io.K)
+    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int64_t r0 = int64_t(blockIdx.x) * kMoeRows + (threadIdx.x >> 5) * (kMoeMT * 16);
+    const int64_t c0 = int64_t(blockIdx.y) * kMoeTokens;
+    if (r0 >= inter || c0 >= job.count) return;
+    const int32_t* sl = slots + job.slot_begin;
+    int64_t xrow[kMoeNT];
+#pragma unroll
+    for (int i = 0; i < kMoeNT; ++i) xrow[i] = sl[min(c0 + i * 8 + g, int64_t(job.count) - 1)] / io.div;
+    float ag[kMoeMT][kMoeNT][4], au[kMoeMT][kMoeNT][4];
+    mma_rows<kMoeMT, kMoeNT>(job.gate, r0, io, xrow, ag);
+    mma_rows<kMoeMT, kMoeNT>(job.up, r0, io, xrow, au);
+#pragma unroll
+    for (int m = 0; m < kMoeMT; ++m)
+#pragma unroll
+        for (int i = 0; i < kMoeNT; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int64_t c = c0 + i * 8 + 2 * t4 + (j & 1), r = r0 + m * 16 + g + (j >> 1) * 8;
+                if (c < job.count && r < inter) act[int64_t(sl[c]) * inter + r] = silu(ag[m][i][j]) * au[m][i][j];
+            }
+}
+
+__global__ void __launch_bounds__(kMmaWarps * 32) mma_down_kernel(const ExpertJob* jobs, const int32_t* slots, MmaIo io,
+                                                                  const float* weights, float* routed, int64_t hidden) {
+    const ExpertJob& job = jobs[blockIdx.z];
+    if (!mma_ok(job.down)) return;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int64_t r0 = int64_t(blockIdx.x) * kMoeRows + (threadIdx.x >> 5) * (kMoeMT * 16);
+    const int64_t c0 = int64_t(blockIdx.y) * kMoeTokens;
+    if (r0 >= hidden || c0 >= job.count) return;
+    const int32_t* sl = slots + job.slot_begin;
+    int64_t xrow[kMoeNT];
+#pragma unroll
+    for (int i = 0; i < kMoeNT; ++i) xrow[i] = sl[min(c0 + i * 8 + g, int64_t(job.count) - 1)];
+    float acc[kMoeMT][kMoeNT][4];
+    mma_rows<kMoeMT, kMoeNT>(job.down, r0, io, xrow, acc);
+#pragma unroll
+    for (int m = 0; m < kMoeMT; ++m)
+#pragma unroll
+        for (int i = 0; i < kMoeNT; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int64_t c = c0 + i * 8 + 2 * t4 + (j & 1), r = r0 + m * 16 + g + (j >> 1) * 8;
+                if (c < job.count && r < hidden) {
+                    const int32_t slot = sl[c];
+                    routed[int64_t(slot) * hidden + r] = acc[m][i][j] * weights[slot];
+                }
+            }
 }
 
 __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
@@ -256,15 +829,106 @@ __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
 
 unsigned blocks_for(int64_t rows) { return unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock); }
 
+// Scratch for the prepared activations of the tensor-core path, one buffer per stream (grown
+// after the stream is idle). Deliberately never destroyed: a static destructor would run cudaFree
+// after the CUDA runtime has begun its own teardown at exit.
+void* stream_workspace(cudaStream_t stream, size_t bytes) {
+    static std::mutex mutex;
+    static auto* buffers = new std::map<cudaStream_t, DeviceBuffer>();
+    std::lock_guard<std::mutex> lock(mutex);
+    DeviceBuffer& b = (*buffers)[stream];
+    if (!b.get() || b.bytes() < bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+        b.reserve(std::max(bytes, b.bytes() * 2));
+    }
+    return b.get();
+}
+
+// Prepares x [n, K] (K a multiple of 32) for the tensor-core products; returns the MmaIo.
+MmaIo prepare(const float* x, int64_t n, int64_t K, cudaStream_t stream) {
+    const int64_t group = kSumCols;
+    const size_t words = size_t(n * K), sums = size_t(n * (K / group));
+    char* ws = static_cast<char*>(stream_workspace(stream, words * 4 + sums * 4 + 256));
+    MmaIo io;
+    io.xp = reinterpret_cast<uint32_t*>(ws);
+    io.gsum = reinterpret_cast<float*>(ws + (words * 4 + 255) / 256 * 256);
+    io.K = K;
+    const int64_t octs = K / 8;
+    prep_kernel<<<dim3(unsigned((octs + 127) / 128), unsigned(n)), 128, 0, stream>>>(
+        x, n, K, group, const_cast<uint32_t*>(io.xp), const_cast<float*>(io.gsum));
+    CUDA_CHECK_LAUNCH("prep_kernel");
+    return io;
+}
+
 }  // namespace
+
+void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, cudaStream_t stream) {
+    // Consecutive matrices of one fast shape share a launch; the others run on their own.
+    int i = 0;
+    while (i < count) {
+        const int shape = gemv_shape(*w[i]);
+        if (shape == kGemvNone || w[i]->rows == 0) {
+            if (w[i]->rows > 0) {
+                matmul_kernel<1><<<dim3(blocks_for(w[i]->rows), 1), kWarpsPerBlock * 32, 0, stream>>>(*w[i], x, 1, y[i]);
+                CUDA_CHECK_LAUNCH("matmul_kernel");
+            }
+            ++i;
+            continue;
+        }
+        GemvBatch b;
+        const int rpw = gemv_rpw(shape);
+        // 4 chunks a lane (4-bit 4096 columns, 8-bit 2048) run as two halves of 2 chunks (registers)
+        const bool halves = shape == kG4L32C4 || shape == kG8L32C4;
+        int64_t max_rows = 0;
+        int j = i;
+        for (; j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && gemv_shape(*w[j]) == shape; ++j)
+            max_rows = std::max(max_rows, w[j]->rows);
+        b.count = j - i;
+        b.rows_per_warp = gemv_rows_per_warp(max_rows * (halves ? 2 : 1), rpw);
+        const int64_t rows_per_block = int64_t(kWarpsPerBlock) * rpw * b.rows_per_warp / (halves ? 2 : 1);
+        int blocks = 0;
+        for (int m = 0; m < b.count; ++m) {
+            b.w[m] = *w[i + m];
+            b.y[m] = y[i + m];
+            b.first_block[m] = blocks;
+            blocks += int((w[i + m]->rows + rows_per_block - 1) / rows_per_block);
+        }
+        b.first_block[b.count] = blocks;
+        if (halves)
+            for (int m = 0; m < b.count; ++m)
+                CUDA_CHECK(cudaMemsetAsync(b.y[m], 0, size_t(b.w[m].rows) * sizeof(float), stream));
+        const dim3 grid{unsigned(blocks)}, block{unsigned(kWarpsPerBlock * 32)};
+        switch (shape) {
+            case kG4L16C1: gemv_batch_kernel<4, 16, 1, false><<<grid, block, 0, stream>>>(b, x); break;
+            case kG4L32C1: gemv_batch_kernel<4, 32, 1, false><<<grid, block, 0, stream>>>(b, x); break;
+            case kG4L32C2: gemv_batch_kernel<4, 32, 2, false><<<grid, block, 0, stream>>>(b, x); break;
+            case kG4L32C4: gemv_batch_kernel<4, 32, 2, true><<<grid, block, 0, stream>>>(b, x); break;
+            case kG8L32C1: gemv_batch_kernel<8, 32, 1, false><<<grid, block, 0, stream>>>(b, x); break;
+            case kG8L32C2: gemv_batch_kernel<8, 32, 2, false><<<grid, block, 0, stream>>>(b, x); break;
+            default: gemv_batch_kernel<8, 32, 2, true><<<grid, block, 0, stream>>>(b, x); break;
+        }
+        CUDA_CHECK_LAUNCH("gemv_batch_kernel");
+        i = j;
+    }
+}
 
 void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream) {
     if (n <= 0 || w.rows == 0) return;
     if (n == 1) {
-        matmul_kernel<1><<<dim3(blocks_for(w.rows), 1), kWarpsPerBlock * 32, 0, stream>>>(w, x, n, y);
-    } else {
-        matmul_kernel<8><<<dim3(blocks_for(w.rows), unsigned((n + 7) / 8)), kWarpsPerBlock * 32, 0, stream>>>(w, x, n, y);
+        const DMat* ws[1] = {&w};
+        float* ys[1] = {y};
+        matmul_multi(ws, ys, 1, x, stream);
+        return;
     }
+    if (mma_ok(w) && (w.cols % 8) == 0) {
+        const MmaIo io = prepare(x, n, w.cols, stream);
+        mma_matmul_kernel<<<dim3(unsigned((w.rows + kDenseRows - 1) / kDenseRows),
+                                 unsigned((n + kDenseTokens - 1) / kDenseTokens)),
+                            kMmaWarps * 32, 0, stream>>>(w, io, n, y);
+        CUDA_CHECK_LAUNCH("mma_matmul_kernel");
+        return;
+    }
+    matmul_kernel<8><<<dim3(blocks_for(w.rows), unsigned((n + 7) / 8)), kWarpsPerBlock * 32, 0, stream>>>(w, x, n, y);
     CUDA_CHECK_LAUNCH("matmul_kernel");
 }
 
@@ -277,25 +941,64 @@ void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaSt
 
 void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream) {
     if (b.njobs == 0) return;
-    if (b.max_count == 1) {
-        moe_gate_up_kernel<1><<<dim3(blocks_for(b.intermediate), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
-            b.jobs, b.slots, b.k, x, b.hidden, act, b.intermediate);
+    if (b.max_count == 1 && b.tokens == 1) {
+        moe_gate_up_one_kernel<<<dim3(unsigned((b.intermediate + kWarpsPerBlock * kGateUpRowsPerWarp - 1) /
+                                               (kWarpsPerBlock * kGateUpRowsPerWarp)),
+                                      unsigned(b.njobs)),
+                                 kWarpsPerBlock * 32, 0, stream>>>(b.jobs, nullptr, b.slots, b.k, x, b.hidden, act,
+                                                                   b.intermediate);
     } else {
-        moe_gate_up_kernel<8><<<dim3(blocks_for(b.intermediate), unsigned((b.max_count + 7) / 8), unsigned(b.njobs)),
-                                kWarpsPerBlock * 32, 0, stream>>>(b.jobs, b.slots, b.k, x, b.hidden, act, b.intermediate);
+        // Several tokens: jobs whose matrices are 4-bit affine run on the tensor cores (any count,
+        // so a slot's result does not depend on how the experts were split into waves), the others
+        // on the fp32 kernels.
+        const bool mma = b.tokens > 1 && (b.hidden % 32) == 0;
+        if (mma) {
+            const MmaIo base = prepare(x, b.tokens, b.hidden, stream);
+            MmaIo io = base;
+            io.div = b.k;
+            mma_gate_up_kernel<<<dim3(unsigned((b.intermediate + kMoeRows - 1) / kMoeRows),
+                                      unsigned((b.max_count + kMoeTokens - 1) / kMoeTokens), unsigned(b.njobs)),
+                                 kMmaWarps * 32, 0, stream>>>(b.jobs, b.slots, io, act, b.intermediate);
+            CUDA_CHECK_LAUNCH("mma_gate_up_kernel");
+        }
+        if (b.max_count == 1) {
+            moe_gate_up_kernel<1><<<dim3(blocks_for(b.intermediate), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
+                b.jobs, b.slots, b.k, x, b.hidden, act, b.intermediate, mma);
+        } else {
+            moe_gate_up_kernel<8><<<dim3(blocks_for(b.intermediate), unsigned((b.max_count + 7) / 8), unsigned(b.njobs)),
+                                    kWarpsPerBlock * 32, 0, stream>>>(b.jobs, b.slots, b.k, x, b.hidden, act,
+                                                                      b.intermediate, mma);
+        }
     }
     CUDA_CHECK_LAUNCH("moe_gate_up_kernel");
 }
 
 void moe_down(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream) {
     if (b.njobs == 0) return;
-    if (b.max_count == 1) {
-        moe_down_kernel<1><<<dim3(blocks_for(b.hidden), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
-            b.jobs, b.slots, act, b.intermediate, weights, routed, b.hidden);
+    if (b.max_count == 1 && b.tokens == 1) {
+        moe_down_one_kernel<<<dim3(unsigned((b.hidden + kWarpsPerBlock * kDownRowsPerWarp - 1) /
+                                            (kWarpsPerBlock * kDownRowsPerWarp)),
+                                   unsigned(b.njobs)),
+                              kWarpsPerBlock * 32, 0, stream>>>(b.jobs, nullptr, b.slots, act, b.intermediate, weights,
+                                                                routed, b.hidden);
     } else {
-        moe_down_kernel<8><<<dim3(blocks_for(b.hidden), unsigned((b.max_count + 7) / 8), unsigned(b.njobs)),
-                             kWarpsPerBlock * 32, 0, stream>>>(b.jobs, b.slots, act, b.intermediate, weights, routed,
-                                                               b.hidden);
+        const bool mma = b.tokens > 1 && (b.intermediate % 32) == 0;
+        if (mma) {
+            // act has a row per slot: tokens * k rows
+            const MmaIo io = prepare(act, b.tokens * b.k, b.intermediate, stream);
+            mma_down_kernel<<<dim3(unsigned((b.hidden + kMoeRows - 1) / kMoeRows),
+                                   unsigned((b.max_count + kMoeTokens - 1) / kMoeTokens), unsigned(b.njobs)),
+                              kMmaWarps * 32, 0, stream>>>(b.jobs, b.slots, io, weights, routed, b.hidden);
+            CUDA_CHECK_LAUNCH("mma_down_kernel");
+        }
+        if (b.max_count == 1) {
+            moe_down_kernel<1><<<dim3(blocks_for(b.hidden), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
+                b.jobs, b.slots, act, b.intermediate, weights, routed, b.hidden, mma);
+        } else {
+            moe_down_kernel<8><<<dim3(blocks_for(b.hidden), unsigned((b.max_count + 7) / 8), unsigned(b.njobs)),
+                                 kWarpsPerBlock * 32, 0, stream>>>(b.jobs, b.slots, act, b.intermediate, weights,
+                                                                   routed, b.hidden, mma);
+        }
     }
     CUDA_CHECK_LAUNCH("moe_down_kernel");
 }
@@ -303,17 +1006,22 @@ void moe_down(const MoeBatch& b, const float* act, const float* weights, float* 
 void moe_gate_up_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t k, int64_t hidden,
                         int64_t intermediate, const float* x, float* act, cudaStream_t stream) {
     if (slots <= 0) return;
-    moe_gate_up_routed_kernel<<<dim3(blocks_for(intermediate), unsigned(slots)), kWarpsPerBlock * 32, 0, stream>>>(
-        table, ids, k, x, hidden, act, intermediate);
-    CUDA_CHECK_LAUNCH("moe_gate_up_routed_kernel");
+    moe_gate_up_one_kernel<<<dim3(unsigned((intermediate + kWarpsPerBlock * kGateUpRowsPerWarp - 1) /
+                                           (kWarpsPerBlock * kGateUpRowsPerWarp)),
+                                  unsigned(slots)),
+                             kWarpsPerBlock * 32, 0, stream>>>(table, ids, nullptr, k, x, hidden, act, intermediate);
+    CUDA_CHECK_LAUNCH("moe_gate_up_one_kernel");
 }
 
 void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden, int64_t intermediate,
                      const float* act, const float* weights, float* routed, cudaStream_t stream) {
     if (slots <= 0) return;
-    moe_down_routed_kernel<<<dim3(blocks_for(hidden), unsigned(slots)), kWarpsPerBlock * 32, 0, stream>>>(
-        table, ids, act, intermediate, weights, routed, hidden);
-    CUDA_CHECK_LAUNCH("moe_down_routed_kernel");
+    moe_down_one_kernel<<<dim3(unsigned((hidden + kWarpsPerBlock * kDownRowsPerWarp - 1) /
+                                        (kWarpsPerBlock * kDownRowsPerWarp)),
+                               unsigned(slots)),
+                          kWarpsPerBlock * 32, 0, stream>>>(table, ids, nullptr, act, intermediate, weights, routed,
+                                                            hidden);
+    CUDA_CHECK_LAUNCH("moe_down_one_kernel");
 }
 
 }  // namespace flashmoe::cuda

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <map>
+#include <mutex>
 
 namespace flashmoe::cuda {
 
@@ -84,6 +86,27 @@ __global__ void add_rmsnorm_kernel(float* x, const float* y, const float* w, int
     ss = block_sum(ss);
     const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = (xr[i] * inv) * w[i];
+}
+
+// One token's end of a MoE block: mix = sum_j routed[j] (+ sigmoid(g) * shared y), x += mix, then
+// xn = rmsnorm(x) * w (w == nullptr: no norm). The same arithmetic as moe_combine,
+// add_sigmoid_scaled and add_rmsnorm in turn.
+__global__ void moe_finish_kernel(const float* routed, int64_t k, const float* shared_y, const float* shared_g,
+                                  float* x, const float* w, int64_t dim, float eps, float* out) {
+    const float sig = shared_y ? sigmoidf_(shared_g[0]) : 0.0f;
+    float ss = 0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+        float m = 0;
+        for (int64_t j = 0; j < k; ++j) m += routed[j * dim + i];
+        if (shared_y) m += sig * shared_y[i];
+        const float v = x[i] + m;
+        x[i] = v;
+        ss += v * v;
+    }
+    if (!w) return;  // (uniform)
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) out[i] = (x[i] * inv) * w[i];
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t count) {
@@ -189,6 +212,89 @@ __global__ void attention_kernel(AttentionShape s, const float* q, const float* 
     }
 }
 
+// A single token's attention split over blocks (flash-decoding): block (head, split) takes cache
+// rows [split * chunk, min(len, (split + 1) * chunk)) and leaves its running max, sum and unnormalised
+// output in part[(head * splits + split) * (head_dim + 2)]; attention_merge_kernel combines them.
+__global__ void attention_split_kernel(AttentionShape s, const float* q, const float* keys, const float* values,
+                                       int64_t chunk, float* part) {
+    extern __shared__ float smem[];
+    float* qs = smem;                 // [head_dim]
+    float* prob = smem + s.head_dim;  // [kAttnThreads]
+    const int64_t h = blockIdx.x, split = blockIdx.y, hd = s.head_dim;
+    const int64_t kvh = h / (s.heads / s.kv_heads);
+    const int64_t len = (s.d_position ? *s.d_position : s.position) + 1;
+    const int64_t pb = split * chunk, pe = min(len, pb + chunk);
+    const float* qh = q + h * 2 * hd;
+    const float scale = 1.0f / sqrtf(float(hd));
+    for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
+    __syncthreads();
+    float acc[kAttnMaxDimPerThread] = {0, 0, 0, 0};
+    float m = -FLT_MAX, l = 0;
+    const int64_t row = s.kv_heads * hd;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    constexpr int kWarps = kAttnThreads / 32;
+    for (int64_t p0 = pb; p0 < pe; p0 += kAttnThreads) {
+        for (int j = warp; j < kAttnThreads; j += kWarps) {
+            const int64_t p = p0 + j;
+            float d = 0;
+            if (p < pe) {
+                const float* kp = keys + p * row + kvh * hd;
+                for (int64_t i = lane; i < hd; i += 32) d = fmaf(qs[i], kp[i], d);
+            }
+            d = warp_sum(d);
+            if (lane == 0) prob[j] = p < pe ? d * scale : -FLT_MAX;
+        }
+        __syncthreads();
+        const int64_t p = p0 + threadIdx.x;
+        const float score = prob[threadIdx.x];
+        const float cm = block_max(score);
+        const float nm = fmaxf(m, cm);
+        const float corr = expf(m - nm);
+        const float e = p < pe ? expf(score - nm) : 0.0f;
+        prob[threadIdx.x] = e;
+        const float cs = block_sum(e);
+        l = l * corr + cs;
+        const int64_t cnt = pe - p0 < kAttnThreads ? pe - p0 : kAttnThreads;
+#pragma unroll
+        for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
+            const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
+            if (d < hd) {
+                float a = acc[u] * corr;
+                const float* vp = values + p0 * row + kvh * hd + d;
+                for (int64_t j = 0; j < cnt; ++j) a = fmaf(prob[j], vp[j * row], a);
+                acc[u] = a;
+            }
+        }
+        m = nm;
+        __syncthreads();
+    }
+    float* out = part + (h * gridDim.y + split) * (hd + 2);
+#pragma unroll
+    for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
+        const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
+        if (d < hd) out[d] = acc[u];
+    }
+    if (threadIdx.x == 0) {
+        out[hd] = m;  // -FLT_MAX with l = 0 for a split past the end
+        out[hd + 1] = l;
+    }
+}
+
+__global__ void attention_merge_kernel(AttentionShape s, const float* q, const float* part, int64_t splits, float* o) {
+    const int64_t h = blockIdx.x, hd = s.head_dim;
+    const float* ph = part + h * splits * (hd + 2);
+    float M = -FLT_MAX;
+    for (int64_t i = 0; i < splits; ++i) M = fmaxf(M, ph[i * (hd + 2) + hd]);
+    float L = 0;
+    for (int64_t i = 0; i < splits; ++i) L += ph[i * (hd + 2) + hd + 1] * expf(ph[i * (hd + 2) + hd] - M);
+    const float* gate = q + h * 2 * hd + hd;
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        float a = 0;
+        for (int64_t i = 0; i < splits; ++i) a += ph[i * (hd + 2) + d] * expf(ph[i * (hd + 2) + hd] - M);
+        o[h * hd + d] = (a / L) * sigmoidf_(gate[d]);
+    }
+}
+
 __global__ void kv_append_kernel(AttentionShape s, const float* k, const float* v, float* keys, float* values) {
     const int64_t row = s.kv_heads * s.head_dim, count = s.n * row;
     const int64_t base = (s.d_position ? *s.d_position : s.position) * row;
@@ -226,68 +332,144 @@ __global__ void conv1d_silu_kernel(const float* x, float* state, const float* ta
     for (int64_t i = 0; i < K - 1; ++i) state[i * C + ch] = window(n + i);
 }
 
-// One warp per (value head, 32 value columns): the columns of the state are independent given
-// q, k, beta and the decay, so each warp keeps its [key_dim, 32] slice in shared memory.
-__global__ void deltanet_kernel(DeltaNetArgs a) {
-    extern __shared__ float sm[];
+// Many tokens: one thread per (channel, token) (each output depends only on the inputs), then
+// conv_state_kernel advances the state once every output has read it.
+__global__ void conv1d_silu_tokens_kernel(const float* x, const float* state, const float* taps, int64_t n, int64_t C,
+                                          int64_t K, float* out) {
+    const int64_t ch = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t t = blockIdx.y;
+    if (ch >= C) return;
+    float s = 0;
+    for (int64_t j = 0; j < K; ++j) {
+        const int64_t w = t + j;
+        const float v = w < K - 1 ? state[w * C + ch] : x[(w - (K - 1)) * C + ch];
+        s += taps[ch * K + j] * v;
+    }
+    out[t * C + ch] = siluf_(s);
+}
+
+__global__ void conv_state_kernel(const float* x, float* state, int64_t n, int64_t C, int64_t K) {
+    const int64_t ch = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (ch >= C) return;
+    float old[kMaxConvKernel - 1];
+#pragma unroll
+    for (int i = 0; i < kMaxConvKernel - 1; ++i) old[i] = i < K - 1 ? state[i * C + ch] : 0.0f;
+    for (int64_t i = 0; i < K - 1; ++i) {
+        const int64_t w = n + i;  // window index
+        float v = 0;
+        if (w < K - 1) {
+#pragma unroll
+            for (int q = 0; q < kMaxConvKernel - 1; ++q)
+                if (q == w) v = old[q];
+        } else {
+            v = x[(w - (K - 1)) * C + ch];
+        }
+        state[i * C + ch] = v;
+    }
+}
+
+// One block per (value head, 32 value columns), kDeltaWarps warps: lane = value column, warp w
+// keeps key rows w, w + kDeltaWarps, ... of the state slice in registers. Per token the two sums
+// over key rows (S k and S q) are per-warp partial sums combined in shared memory, so the state is
+// read from and written to device memory once per launch, however many tokens it runs.
+constexpr int kDeltaWarps = 8;
+constexpr int kDeltaMaxKey = 256;
+constexpr int kDeltaRows = kDeltaMaxKey / kDeltaWarps;  // state rows per thread, at most
+
+__global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs a) {
+    __shared__ float qs[kDeltaMaxKey], ks[kDeltaMaxKey];
+    __shared__ float part_mem[kDeltaWarps][32], part_o[kDeltaWarps][32];
     const int64_t Dk = a.key_dim, Dv = a.value_dim;
-    float* S = sm;             // [Dk][32]
-    float* qn = sm + Dk * 32;  // [Dk]
-    float* kn = qn + Dk;       // [Dk]
-    const int lane = threadIdx.x;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t h = blockIdx.x;
     const int64_t j = int64_t(blockIdx.y) * 32 + lane;
     const bool valid = j < Dv;
     const int64_t kh = h / (a.value_heads / a.key_heads);
     const int64_t kd = a.key_heads * Dk, vd = a.value_heads * Dv;
     float* Sg = a.state + h * Dk * Dv;
-#pragma unroll 8
-    for (int64_t i = 0; i < Dk; ++i) S[i * 32 + lane] = valid ? Sg[i * Dv + j] : 0.0f;
+    float S[kDeltaRows];
+#pragma unroll
+    for (int m = 0; m < kDeltaRows; ++m) {
+        const int64_t i = warp + int64_t(m) * kDeltaWarps;
+        S[m] = valid && i < Dk ? Sg[i * Dv + j] : 0.0f;
+    }
     const float A = expf(a.A_log[h]);
     const float q_scale = 1.0f / sqrtf(float(Dk));
-    for (int64_t t = 0; t < a.n; ++t) {
+    // This token's inputs are loaded while the previous token is computed (registers: a thread
+    // holds q and k element threadIdx.x, Dk <= blockDim.x).
+    const int64_t e = threadIdx.x;
+    const bool holds = e < Dk;
+    float nq = 0, nk = 0, nv = 0, nb = 0, na = 0;
+    auto fetch = [&](int64_t t) {
         const float* row = a.qkv + t * a.conv_dim;
+        if (holds) {
+            nq = row[kh * Dk + e];
+            nk = row[kd + kh * Dk + e];
+        }
+        nv = valid ? row[2 * kd + h * Dv + j] : 0.0f;
+        nb = a.b[t * a.value_heads + h];
+        na = a.a[t * a.value_heads + h];
+    };
+    fetch(0);
+    const float dt_bias = a.dt_bias[h];
+    for (int64_t t = 0; t < a.n; ++t) {
+        if (holds) {
+            qs[e] = nq;
+            ks[e] = nk;
+        }
+        const float v = nv;
+        const float beta = sigmoidf_(nb);
+        const float decay = expf(-A * softplusf_(na + dt_bias));
+        if (t + 1 < a.n) fetch(t + 1);
+        __syncthreads();
+        // l2 norms (every warp computes them: no extra barrier)
         float sq = 0, sk = 0;
         for (int64_t i = lane; i < Dk; i += 32) {
-            const float qv = row[kh * Dk + i], kv = row[kd + kh * Dk + i];
-            qn[i] = qv;
-            kn[i] = kv;
-            sq += qv * qv;
-            sk += kv * kv;
+            sq += qs[i] * qs[i];
+            sk += ks[i] * ks[i];
         }
         sq = warp_sum(sq);
         sk = warp_sum(sk);
         const float qi = 1.0f / sqrtf(sq + 1e-6f), ki = 1.0f / sqrtf(sk + 1e-6f);
-        __syncwarp();
-        for (int64_t i = lane; i < Dk; i += 32) {
-            qn[i] = (qn[i] * qi) * q_scale;
-            kn[i] = kn[i] * ki;
-        }
-        __syncwarp();
-        const float beta = sigmoidf_(a.b[t * a.value_heads + h]);
-        const float g = -A * softplusf_(a.a[t * a.value_heads + h] + a.dt_bias[h]);
-        const float decay = expf(g);
         float mem = 0;
-#pragma unroll 8
-        for (int64_t i = 0; i < Dk; ++i) {
-            const float sv = S[i * 32 + lane] * decay;
-            S[i * 32 + lane] = sv;
-            mem = fmaf(sv, kn[i], mem);
+#pragma unroll
+        for (int m = 0; m < kDeltaRows; ++m) {
+            const int64_t i = warp + int64_t(m) * kDeltaWarps;
+            if (i < Dk) {
+                S[m] *= decay;
+                mem = fmaf(S[m], ks[i] * ki, mem);
+            }
         }
-        const float v = valid ? row[2 * kd + h * Dv + j] : 0.0f;
+        part_mem[warp][lane] = mem;
+        __syncthreads();
+        mem = 0;
+#pragma unroll
+        for (int w = 0; w < kDeltaWarps; ++w) mem += part_mem[w][lane];
         const float delta = (v - mem) * beta;
         float o = 0;
-#pragma unroll 8
-        for (int64_t i = 0; i < Dk; ++i) {
-            const float sv = fmaf(kn[i], delta, S[i * 32 + lane]);
-            S[i * 32 + lane] = sv;
-            o = fmaf(sv, qn[i], o);
+#pragma unroll
+        for (int m = 0; m < kDeltaRows; ++m) {
+            const int64_t i = warp + int64_t(m) * kDeltaWarps;
+            if (i < Dk) {
+                S[m] = fmaf(ks[i] * ki, delta, S[m]);
+                o = fmaf(S[m], (qs[i] * qi) * q_scale, o);
+            }
         }
-        if (valid) a.out[t * vd + h * Dv + j] = o;
-        __syncwarp();  // qn/kn are rewritten by the next token
+        part_o[warp][lane] = o;
+        __syncthreads();
+        if (warp == 0) {
+            float sum = 0;
+#pragma unroll
+            for (int w = 0; w < kDeltaWarps; ++w) sum += part_o[w][lane];
+            if (valid) a.out[t * vd + h * Dv + j] = sum;
+        }
+        // The next token's first barrier orders these reads before qs/ks/part_* are rewritten.
     }
-    if (valid)
-        for (int64_t i = 0; i < Dk; ++i) Sg[i * Dv + j] = S[i * 32 + lane];
+#pragma unroll
+    for (int m = 0; m < kDeltaRows; ++m) {
+        const int64_t i = warp + int64_t(m) * kDeltaWarps;
+        if (valid && i < Dk) Sg[i * Dv + j] = S[m];
+    }
 }
 
 __global__ void gated_rmsnorm_kernel(float* o, const float* z, const float* w, int64_t dim, float eps) {
@@ -301,7 +483,11 @@ __global__ void gated_rmsnorm_kernel(float* o, const float* z, const float* w, i
 }
 
 // One block per token: softmax in shared memory, then k rounds of arg-max.
-__global__ void router_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights) {
+__global__ void router_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights, int32_t extra_id) {
+    if (extra_id >= 0 && blockIdx.x == 0 && threadIdx.x == 0) {
+        ids[int64_t(gridDim.x) * k] = extra_id;
+        weights[int64_t(gridDim.x) * k] = 1.0f;
+    }
     extern __shared__ float p[];
     const int64_t t = blockIdx.x;
     const float* row = logits + t * E;
@@ -366,6 +552,81 @@ __global__ void router_kernel(const float* logits, int64_t E, int64_t k, int32_t
     }
 }
 
+// The same for up to kTopKPerLane * 32 experts with the probabilities in registers: one warp per
+// token, no shared memory and no barriers (same sums in the same order as router_kernel).
+constexpr int kTopKPerLane = 16;
+
+__global__ void router_warp_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights,
+                                   int32_t extra_id) {
+    if (extra_id >= 0 && blockIdx.x == 0 && threadIdx.x == 0) {
+        ids[int64_t(gridDim.x) * k] = extra_id;
+        weights[int64_t(gridDim.x) * k] = 1.0f;
+    }
+    const int64_t t = blockIdx.x;
+    const int lane = threadIdx.x;
+    const float* row = logits + t * E;
+    float p[kTopKPerLane];
+    float mx = -FLT_MAX;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i) {
+        const int64_t e = lane + int64_t(i) * 32;
+        p[i] = e < E ? row[e] : -FLT_MAX;
+        mx = fmaxf(mx, p[i]);
+    }
+    mx = warp_max(mx);
+    float sum = 0;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i) {
+        const int64_t e = lane + int64_t(i) * 32;
+        if (e < E) {
+            p[i] = expf(p[i] - mx);
+            sum += p[i];
+        } else {
+            p[i] = -1.0f;  // never chosen
+        }
+    }
+    sum = warp_sum(sum);
+    const float inv = 1.0f / sum;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i)
+        if (lane + int64_t(i) * 32 < E) p[i] *= inv;
+    float chosen_sum = 0;
+    for (int64_t j = 0; j < k; ++j) {
+        float bv = -1.0f;
+        int32_t bi = INT32_MAX;
+#pragma unroll
+        for (int i = 0; i < kTopKPerLane; ++i) {
+            if (p[i] > bv) {  // ascending index within a lane: ties keep the lower index
+                bv = p[i];
+                bi = lane + i * 32;
+            }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ov > bv || (ov == bv && oi < bi)) {
+                bv = ov;
+                bi = oi;
+            }
+        }
+        if (lane == 0) {
+            ids[t * k + j] = bi;
+            weights[t * k + j] = bv;
+        }
+        chosen_sum += bv;
+        if ((bi & 31) == lane) {
+#pragma unroll
+            for (int i = 0; i < kTopKPerLane; ++i)
+                if (i == (bi >> 5)) p[i] = -2.0f;
+        }
+    }
+    __syncwarp();
+    if (lane == 0) {
+        for (int64_t j = 0; j < k; ++j) weights[t * k + j] = weights[t * k + j] / chosen_sum;
+    }
+}
+
 __global__ void moe_combine_kernel(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out) {
     const int64_t total = n * hidden;
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
@@ -387,6 +648,22 @@ __global__ void add_sigmoid_scaled_kernel(float* out, const float* y, const floa
         out[i] += sigmoidf_(g[i / hidden]) * y[i];
 }
 
+// Scratch for the split attention's partial results, one buffer per stream, grown only while the
+// stream is idle and not being captured (a captured graph keeps the pointer it saw; the forward
+// runs a configuration uncaptured before it captures it, which sizes this first). Deliberately never
+// destroyed, like the tensor-core path's workspace (no cudaFree during the runtime's teardown).
+void* attention_workspace(cudaStream_t stream, size_t bytes) {
+    static std::mutex mutex;
+    static auto* buffers = new std::map<cudaStream_t, DeviceBuffer>();
+    std::lock_guard<std::mutex> lock(mutex);
+    DeviceBuffer& b = (*buffers)[stream];
+    if (!b.get() || b.bytes() < bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+        b.reserve(std::max(bytes, b.bytes() * 2));
+    }
+    return b.get();
+}
+
 unsigned grid_for(int64_t count, int threads) {
     return unsigned(std::clamp<int64_t>((count + threads - 1) / threads, 1, 4096));
 }
@@ -404,6 +681,12 @@ void add_rmsnorm(float* x, const float* y, const float* w, int64_t rows, int64_t
     if (rows <= 0) return;
     add_rmsnorm_kernel<<<unsigned(rows), 256, 0, stream>>>(x, y, w, dim, eps, out);
     CUDA_CHECK_LAUNCH("add_rmsnorm_kernel");
+}
+
+void moe_finish(const float* routed, int64_t k, const float* shared_y, const float* shared_g, float* x,
+                const float* w, int64_t dim, float eps, float* out, cudaStream_t stream) {
+    moe_finish_kernel<<<1, 512, 0, stream>>>(routed, k, shared_y, shared_g, x, w, dim, eps, out);
+    CUDA_CHECK_LAUNCH("moe_finish_kernel");
 }
 
 void add_inplace(float* x, const float* y, int64_t count, cudaStream_t stream) {
@@ -434,6 +717,20 @@ void attention(const AttentionShape& s, const float* q, const float* keys, const
         CUDA_CHECK(cudaErrorInvalidValue);  // head_dim beyond 512 is not supported
     }
     const size_t smem = size_t(s.head_dim + kAttnThreads) * sizeof(float);
+    const int64_t bound = s.d_position && s.max_len > 0 ? s.max_len : s.position + s.n;
+    if (s.n == 1 && bound > 64) {
+        // Splits of at least 32 rows, at most 32 splits (fixed by the bound: a captured graph replays
+        // at every position up to it).
+        const int64_t splits = std::min<int64_t>(32, (bound + 31) / 32);
+        const int64_t chunk = (bound + splits - 1) / splits;
+        float* part = static_cast<float*>(attention_workspace(stream, size_t(s.heads * splits * (s.head_dim + 2)) * 4));
+        attention_split_kernel<<<dim3(unsigned(s.heads), unsigned(splits)), kAttnThreads, smem, stream>>>(
+            s, q, keys, values, chunk, part);
+        CUDA_CHECK_LAUNCH("attention_split_kernel");
+        attention_merge_kernel<<<unsigned(s.heads), 128, 0, stream>>>(s, q, part, splits, out);
+        CUDA_CHECK_LAUNCH("attention_merge_kernel");
+        return;
+    }
     attention_kernel<<<dim3(unsigned(s.n), unsigned(s.heads)), kAttnThreads, smem, stream>>>(s, q, keys, values, out);
     CUDA_CHECK_LAUNCH("attention_kernel");
 }
@@ -442,17 +739,21 @@ void conv1d_silu(const float* x, float* state, const float* taps, int64_t n, int
                  cudaStream_t stream) {
     if (n <= 0) return;
     if (K < 1 || K > kMaxConvKernel) CUDA_CHECK(cudaErrorInvalidValue);  // conv kernel beyond 8
-    conv1d_silu_kernel<<<unsigned((C + 127) / 128), 128, 0, stream>>>(x, state, taps, n, C, K, out);
-    CUDA_CHECK_LAUNCH("conv1d_silu_kernel");
+    if (n == 1) {
+        conv1d_silu_kernel<<<unsigned((C + 127) / 128), 128, 0, stream>>>(x, state, taps, n, C, K, out);
+        CUDA_CHECK_LAUNCH("conv1d_silu_kernel");
+        return;
+    }
+    conv1d_silu_tokens_kernel<<<dim3(unsigned((C + 127) / 128), unsigned(n)), 128, 0, stream>>>(x, state, taps, n, C, K, out);
+    CUDA_CHECK_LAUNCH("conv1d_silu_tokens_kernel");
+    conv_state_kernel<<<unsigned((C + 127) / 128), 128, 0, stream>>>(x, state, n, C, K);
+    CUDA_CHECK_LAUNCH("conv_state_kernel");
 }
 
 void deltanet_recurrence(const DeltaNetArgs& a, cudaStream_t stream) {
     if (a.n <= 0) return;
-    const size_t smem = size_t(a.key_dim * 32 + 2 * a.key_dim) * sizeof(float);
-    if (smem > 48 * 1024) {
-        CUDA_CHECK(cudaFuncSetAttribute(deltanet_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    }
-    deltanet_kernel<<<dim3(unsigned(a.value_heads), unsigned((a.value_dim + 31) / 32)), 32, smem, stream>>>(a);
+    if (a.key_dim > kDeltaMaxKey) CUDA_CHECK(cudaErrorInvalidValue);  // key heads beyond 256
+    deltanet_kernel<<<dim3(unsigned(a.value_heads), unsigned((a.value_dim + 31) / 32)), kDeltaWarps * 32, 0, stream>>>(a);
     CUDA_CHECK_LAUNCH("deltanet_kernel");
 }
 
@@ -463,10 +764,16 @@ void gated_rmsnorm(float* o, const float* z, const float* w, int64_t rows, int64
 }
 
 void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, int32_t* ids, float* weights,
-                  cudaStream_t stream) {
+                  cudaStream_t stream, int32_t extra_id) {
     if (n <= 0) return;
     // One warp per token: the k rounds of arg-max need no block-wide barriers then.
-    router_kernel<<<unsigned(n), 32, size_t(experts) * sizeof(float), stream>>>(logits, experts, k, ids, weights);
+    if (experts <= kTopKPerLane * 32) {
+        router_warp_kernel<<<unsigned(n), 32, 0, stream>>>(logits, experts, k, ids, weights, extra_id);
+        CUDA_CHECK_LAUNCH("router_warp_kernel");
+        return;
+    }
+    router_kernel<<<unsigned(n), 32, size_t(experts) * sizeof(float), stream>>>(logits, experts, k, ids, weights,
+                                                                            extra_id);
     CUDA_CHECK_LAUNCH("router_kernel");
 }
 

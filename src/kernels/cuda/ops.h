@@ -17,6 +17,11 @@ namespace flashmoe::cuda {
 // y[t, r] = sum_c W[r, c] * x[t, c]; x [n, w.cols], y [n, w.rows]. fp32 accumulation.
 void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream);
 
+// y_m = W_m x for `count` matrices sharing one single-token input x (x [w.cols], y_m [w_m.rows]):
+// matrices of one shape share a launch (up to kMaxGemvMats). Same results as matmul(w_m, x, 1, y_m).
+constexpr int kMaxGemvMats = 4;
+void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, cudaStream_t stream);
+
 // out[t, :] = row ids[t] of w, dequantised to fp32; ids are device int32 in [0, w.rows).
 void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream);
 
@@ -26,6 +31,12 @@ void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float ep
 // x[r, :] += y[r, :], then out[r, :] = rmsnorm(x[r, :]) * w (the residual add and the next norm in one pass).
 void add_rmsnorm(float* x, const float* y, const float* w, int64_t rows, int64_t dim, float eps, float* out,
                  cudaStream_t stream);
+
+// One token (n = 1): mix = sum_j routed[j, :] + sigmoid(shared_g[0]) * shared_y (shared_y may be
+// null), x += mix, out = rmsnorm(x) * w (w null: x only). Equals moe_combine, add_sigmoid_scaled
+// and add_rmsnorm (or add_inplace) in turn, in one launch.
+void moe_finish(const float* routed, int64_t k, const float* shared_y, const float* shared_g, float* x,
+                const float* w, int64_t dim, float eps, float* out, cudaStream_t stream);
 
 // x[i] += y[i]
 void add_inplace(float* x, const float* y, int64_t count, cudaStream_t stream);
@@ -39,6 +50,9 @@ struct AttentionShape {
     // When set, the position is read from this device int64 instead (so that a captured CUDA graph
     // replays at every position).
     const int64_t* d_position = nullptr;
+    // An upper bound on position + n known to the host (the KV cache capacity) when d_position is
+    // set: a single-token attention splits the positions over blocks by it (0: position + n).
+    int64_t max_len = 0;
 };
 // In place: RMSNorm (q_norm / k_norm) then NeoX RoPE on the first rotary_dim dims of every query
 // head (q [n, heads * 2 * head_dim], the query half of each head) and every key head (k [n, kv_heads * head_dim]).
@@ -77,8 +91,9 @@ void gated_rmsnorm(float* o, const float* z, const float* w, int64_t rows, int64
 // ---- sparse MoE ----
 // Per token: softmax over `experts` logits, the k largest (ties: lower index), weights renormalised.
 // ids [n, k] int32, weights [n, k].
+// extra_id >= 0 also writes ids[n * k] = extra_id, weights[n * k] = 1 (a slot for the shared expert).
 void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, int32_t* ids, float* weights,
-                  cudaStream_t stream);
+                  cudaStream_t stream, int32_t extra_id = -1);
 
 // One routed expert's share of a batch: its matrices and the run of the slot list it serves.
 // A slot is t * k + j (token t, choice j).
@@ -93,6 +108,9 @@ struct MoeBatch {
     int64_t max_count = 0;        // largest job.count
     const int32_t* slots = nullptr;  // device slot list
     int64_t k = 0, hidden = 0, intermediate = 0;
+    // Tokens of the forward this batch belongs to: 1 selects the single-token kernels (the same
+    // ones moe_*_routed run, so a decode step's results do not depend on where the experts live).
+    int64_t tokens = 0;
 };
 // act[s, :] = silu(gate x_t) * (up x_t) for every slot s of every job (x [n, hidden], act [n*k, intermediate]).
 void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream);

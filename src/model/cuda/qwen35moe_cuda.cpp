@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <cstdio>
 #include <map>
+#include <string>
 
 namespace flashmoe {
 
@@ -234,11 +236,63 @@ Qwen35MoeCuda::Qwen35MoeCuda(const ModelConfig& config, const DenseWeights& w, E
                                              stream_.get());
     scratch_.resize(kScratchCount);
     if (const char* env = std::getenv("FLASHMOE_CUDA_GRAPHS")) use_graphs_ = std::string(env) != "0";
+    if (const char* env = std::getenv("FLASHMOE_CUDA_PROFILE")) profile_ = std::string(env) != "0";
+    if (profile_) use_graphs_ = false;  // events between kernels; graphs would hide them
+    // The shared experts as one-entry expert tables (their single-token path runs the routed kernels).
+    std::vector<ExpertJob> shared(layers_.size());
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        shared[l].gate = layers_[l].shared_gate_proj;
+        shared[l].up = layers_[l].shared_up;
+        shared[l].down = layers_[l].shared_down;
+    }
+    d_shared_table_.reserve(shared.size() * sizeof(ExpertJob));
+    CUDA_CHECK(cudaMemcpy(d_shared_table_.get(), shared.data(), shared.size() * sizeof(ExpertJob), cudaMemcpyHostToDevice));
+    const int32_t zero = 0;
+    const float one = 1.0f;
+    d_shared_misc_.reserve(8);
+    CUDA_CHECK(cudaMemcpy(d_shared_misc_.get(), &zero, 4, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(d_shared_misc_.as<uint8_t>() + 4, &one, 4, cudaMemcpyHostToDevice));
 }
 
 Qwen35MoeCuda::~Qwen35MoeCuda() {
     cudaStreamSynchronize(stream_.get());
     if (graph_) cudaGraphExecDestroy(graph_);
+    if (profile_) {
+        std::vector<std::pair<std::string, std::pair<double, uint64_t>>> rows(prof_totals_.begin(), prof_totals_.end());
+        std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.first > b.second.first; });
+        std::fprintf(stderr, "FLASHMOE_CUDA_PROFILE: time between consecutive marks on the stream, by op\n");
+        for (auto& [name, v] : rows)
+            std::fprintf(stderr, "PROFILE %-28s %10.3f ms total %8llu calls %9.2f us/call\n", name.c_str(), v.first,
+                         (unsigned long long)v.second, v.first * 1e3 / double(v.second));
+    }
+    for (cudaEvent_t e : prof_events_) cudaEventDestroy(e);
+}
+
+void Qwen35MoeCuda::prof(const char* name) {
+    if (!profile_) return;
+    if (prof_used_ == prof_events_.size()) {
+        cudaEvent_t e;
+        CUDA_CHECK(cudaEventCreate(&e));
+        prof_events_.push_back(e);
+        prof_names_.push_back(nullptr);
+    }
+    CUDA_CHECK(cudaEventRecord(prof_events_[prof_used_], stream_.get()));
+    prof_names_[prof_used_] = name;
+    ++prof_used_;
+}
+
+void Qwen35MoeCuda::prof_collect(int64_t n) {
+    if (!profile_ || prof_used_ == 0) return;
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    const std::string prefix = n == 1 ? "decode " : "prefill ";
+    for (size_t i = 1; i < prof_used_; ++i) {
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, prof_events_[i - 1], prof_events_[i]));
+        auto& t = prof_totals_[prefix + prof_names_[i]];
+        t.first += ms;
+        t.second += 1;
+    }
+    prof_used_ = 0;
 }
 
 void Qwen35MoeCuda::make_resident() {
@@ -246,14 +300,23 @@ void Qwen35MoeCuda::make_resident() {
     if (!experts_->holds_all()) return;
     experts_->load_all();
     const ModelConfig& c = config_;
-    std::vector<ExpertJob> table(size_t(c.num_layers * c.num_experts));
+    // Per layer: its experts, then its shared expert (entry num_experts; empty without one).
+    const int64_t row = c.num_experts + 1;
+    std::vector<ExpertJob> table(size_t(c.num_layers * row));
     for (int64_t l = 0; l < c.num_layers; ++l) {
         for (int64_t e = 0; e < c.num_experts; ++e) {
             ExpertMats m = experts_->resident(l, e);
-            ExpertJob& j = table[size_t(l * c.num_experts + e)];
+            ExpertJob& j = table[size_t(l * row + e)];
             j.gate = m.gate;
             j.up = m.up;
             j.down = m.down;
+        }
+        const DLayer& D = layers_[size_t(l)];
+        if (D.has_shared) {
+            ExpertJob& j = table[size_t(l * row + c.num_experts)];
+            j.gate = D.shared_gate_proj;
+            j.up = D.shared_up;
+            j.down = D.shared_down;
         }
     }
     d_table_.reserve(table.size() * sizeof(ExpertJob));
@@ -313,6 +376,8 @@ void Qwen35MoeCuda::forward(ModelState& model_state, std::span<const int32_t> to
     std::memcpy(h_tokens_.get(), tokens.data(), size_t(n) * 4);
     CUDA_CHECK(cudaMemcpyAsync(d_position_.get(), h_position_.get(), 8, cudaMemcpyHostToDevice, s));
     CUDA_CHECK(cudaMemcpyAsync(d_tokens_.get(), h_tokens_.get(), size_t(n) * 4, cudaMemcpyHostToDevice, s));
+    prof_used_ = 0;
+    prof("start");
 
     const bool want_logits = logits && options.logits != LogitsFor::None;
     const int64_t first = !want_logits ? n : options.logits == LogitsFor::All ? 0 : n - 1;
@@ -354,6 +419,7 @@ void Qwen35MoeCuda::forward(ModelState& model_state, std::span<const int32_t> to
         run_layers(*st, n, k, device_routing, first);
     }
     st->advance(n);
+    prof_collect(n);
 
     if (!want_logits) {
         CUDA_CHECK(cudaStreamSynchronize(s));
@@ -377,22 +443,35 @@ void Qwen35MoeCuda::run_layers(CudaSequenceState& st, int64_t n, int64_t k, bool
     float* xn = scratch(kXn, size_t(n * H));
     float* mix = scratch(kMix, size_t(n * H));
     embed_rows(embed_, d_tokens_.as<int32_t>(), n, x, s);
+    prof("embed");
     const float eps = float(c.rms_norm_eps);
     // The residual add of each block is fused with the norm that follows it.
     rmsnorm(x, layers_[0].input_norm, n, H, eps, xn, s);
+    prof("norm");
     for (int64_t l = 0; l < c.num_layers; ++l) {
         const DLayer& L = layers_[size_t(l)];
         if (L.kind == LayerKind::Attention) attention(l, st, n);
         else deltanet(l, st, n);
         add_rmsnorm(x, mix, L.post_norm, n, H, eps, xn, s);
+        prof("norm");
         moe(l, k, n, device_routing);
-        if (l + 1 < c.num_layers) add_rmsnorm(x, mix, layers_[size_t(l + 1)].input_norm, n, H, eps, xn, s);
-        else add_inplace(x, mix, n * H, s);
+        const float* next_norm = l + 1 < c.num_layers ? layers_[size_t(l + 1)].input_norm : nullptr;
+        if (n == 1) {
+            // the routed rows, the shared expert and the residual in one pass (moe left them apart)
+            moe_finish(scratch_[kRouted].as<float>(), k, L.has_shared ? finish_shared_y_ : nullptr,
+                       scratch_[kSharedG].as<float>(), x, next_norm, H, eps, xn, s);
+        } else if (next_norm) {
+            add_rmsnorm(x, mix, next_norm, n, H, eps, xn, s);
+        } else {
+            add_inplace(x, mix, n * H, s);
+        }
+        prof("moe finish + norm");
     }
     const int64_t rows = n - logits_from;
     if (rows <= 0) return;
     rmsnorm(x + logits_from * H, final_norm_, rows, H, eps, xn, s);
     matmul(lm_head_, xn, rows, scratch(kLogits, size_t(rows * c.vocab_size)), s);
+    prof("lm_head");
 }
 
 void Qwen35MoeCuda::attention(int64_t layer, CudaSequenceState& st, int64_t n) {
@@ -405,17 +484,27 @@ void Qwen35MoeCuda::attention(int64_t layer, CudaSequenceState& st, int64_t n) {
     float* q = scratch(kQ, size_t(n * qdim));
     float* k = scratch(kK, size_t(n * kvdim));
     float* v = scratch(kV, size_t(n * kvdim));
-    matmul(w.q_proj, xn, n, q, s);
-    matmul(w.k_proj, xn, n, k, s);
-    matmul(w.v_proj, xn, n, v, s);
+    if (n == 1) {
+        const DMat* ws[3] = {&w.q_proj, &w.k_proj, &w.v_proj};
+        float* ys[3] = {q, k, v};
+        matmul_multi(ws, ys, 3, xn, s);
+    } else {
+        matmul(w.q_proj, xn, n, q, s);
+        matmul(w.k_proj, xn, n, k, s);
+        matmul(w.v_proj, xn, n, v, s);
+    }
+    prof("attn qkv");
     AttentionShape shape{n, st.position(), nh, nkv, hd, c.rotary_dim, float(c.rope_theta), float(c.rms_norm_eps),
-                         d_position_.as<int64_t>()};
+                         d_position_.as<int64_t>(), st.kv_capacity()};
     attention_prepare(shape, q, k, w.q_norm, w.k_norm, s);
     auto& L = st.layers[size_t(layer)];
     kv_append(shape, k, v, L.keys.as<float>(), L.values.as<float>(), s);
+    prof("attn prepare+append");
     float* att = scratch(kAtt, size_t(n * nh * hd));
     cuda::attention(shape, q, L.keys.as<float>(), L.values.as<float>(), att, s);
+    prof("attn core");
     matmul(w.o_proj, att, n, scratch_[kMix].as<float>(), s);
+    prof("attn o_proj");
 }
 
 void Qwen35MoeCuda::deltanet(int64_t layer, CudaSequenceState& st, int64_t n) {
@@ -428,13 +517,21 @@ void Qwen35MoeCuda::deltanet(int64_t layer, CudaSequenceState& st, int64_t n) {
     float* z = scratch(kZ, size_t(n * vd));
     float* b = scratch(kB, size_t(n * Hv));
     float* a = scratch(kA, size_t(n * Hv));
-    matmul(w.in_proj_qkv, xn, n, qkv, s);
-    matmul(w.in_proj_z, xn, n, z, s);
-    matmul(w.in_proj_b, xn, n, b, s);
-    matmul(w.in_proj_a, xn, n, a, s);
+    if (n == 1) {
+        const DMat* ws[4] = {&w.in_proj_qkv, &w.in_proj_z, &w.in_proj_b, &w.in_proj_a};
+        float* ys[4] = {qkv, z, b, a};
+        matmul_multi(ws, ys, 4, xn, s);
+    } else {
+        matmul(w.in_proj_qkv, xn, n, qkv, s);
+        matmul(w.in_proj_z, xn, n, z, s);
+        matmul(w.in_proj_b, xn, n, b, s);
+        matmul(w.in_proj_a, xn, n, a, s);
+    }
+    prof("dn in_proj");
     auto& L = st.layers[size_t(layer)];
     float* conv = scratch(kConv, size_t(n * C));
     conv1d_silu(qkv, L.conv.as<float>(), w.conv1d, n, C, c.linear_conv_kernel, conv, s);
+    prof("dn conv");
     float* o = scratch(kO, size_t(n * vd));
     DeltaNetArgs args;
     args.qkv = conv;
@@ -451,8 +548,11 @@ void Qwen35MoeCuda::deltanet(int64_t layer, CudaSequenceState& st, int64_t n) {
     args.key_dim = c.linear_key_head_dim;
     args.value_dim = c.linear_value_head_dim;
     deltanet_recurrence(args, s);
+    prof("dn recurrence");
     gated_rmsnorm(o, z, w.norm, n * Hv, c.linear_value_head_dim, float(c.rms_norm_eps), s);
+    prof("dn gated norm");
     matmul(w.out_proj, o, n, scratch_[kMix].as<float>(), s);
+    prof("dn out_proj");
 }
 
 void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing) {
@@ -464,22 +564,45 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     float* out = scratch_[kMix].as<float>();
 
     float* probs = scratch(kProbs, size_t(n * E));
-    matmul(L.router, xn, n, probs, s);
+    float* sg = scratch(kSharedG, size_t(n));
+    if (n == 1 && L.has_shared) {
+        const DMat* ws[2] = {&L.router, &L.shared_gate};
+        float* ys[2] = {probs, sg};
+        matmul_multi(ws, ys, 2, xn, s);
+    } else {
+        matmul(L.router, xn, n, probs, s);
+    }
+    prof("router matmul");
     const size_t slots = size_t(n * k);
-    grow(d_ids_, slots * 4);
-    grow(d_weights_, slots * 4);
-    router_top_k(probs, n, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s);
+    // A resident decode step runs the shared expert as one more slot of the routed launches (id E
+    // of the layer's table, weight 1; token = slot / (k + 1) = 0): the same kernels as
+    // shared_expert() uses for one token, so the same bits, two launches fewer.
+    const bool shared_slot = device_routing && L.has_shared && c.shared_expert_intermediate_size == I;
+    const size_t total = slots + (shared_slot ? 1 : 0);
+    grow(d_ids_, total * 4);
+    grow(d_weights_, total * 4);
+    router_top_k(probs, n, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s, shared_slot ? int32_t(E) : -1);
+    prof("router top-k");
+    finish_shared_y_ = nullptr;
     if (device_routing) {
-        float* routed = scratch(kRouted, slots * size_t(H));
-        float* act = scratch(kAct, slots * size_t(I));
-        const ExpertJob* table = d_table_.as<ExpertJob>() + layer * E;
-        moe_gate_up_routed(table, d_ids_.as<int32_t>(), int64_t(slots), k, H, I, xn, act, s);
-        moe_down_routed(table, d_ids_.as<int32_t>(), int64_t(slots), H, I, act, d_weights_.as<float>(), routed, s);
-        moe_combine(routed, n, k, H, out, s);
+        float* routed = scratch(kRouted, total * size_t(H));
+        float* act = scratch(kAct, total * size_t(I));
+        const ExpertJob* table = d_table_.as<ExpertJob>() + layer * (E + 1);
+        moe_gate_up_routed(table, d_ids_.as<int32_t>(), int64_t(total), shared_slot ? k + 1 : k, H, I, xn, act, s);
+        prof("experts gate_up");
+        moe_down_routed(table, d_ids_.as<int32_t>(), int64_t(total), H, I, act, d_weights_.as<float>(), routed, s);
+        if (shared_slot) finish_shared_y_ = routed + slots * size_t(H);
+        prof("experts down");
+        if (n > 1) moe_combine(routed, n, k, H, out, s);  // n == 1: moe_finish sums them
+        prof("experts combine");
     } else {
         routed_from_cache(layer, k, n);
+        prof("experts (tiers)");
     }
-    if (L.has_shared) shared_expert(layer, n);
+    if (L.has_shared && !shared_slot) {
+        shared_expert(layer, n);
+        finish_shared_y_ = scratch_[kSharedY].as<float>();
+    }
 }
 
 void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
@@ -535,11 +658,11 @@ void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
         CUDA_CHECK(cudaMemcpyAsync(dslots, slot_list, size_t(filled) * 4, cudaMemcpyHostToDevice, s));
         jobs_used += which.size();
         slots_used += size_t(filled);
-        MoeBatch batch{djobs, int64_t(which.size()), max_count, dslots, k, H, I};
+        MoeBatch batch{djobs, int64_t(which.size()), max_count, dslots, k, H, I, n};
         moe_gate_up(batch, xn, act, s);
         moe_down(batch, act, d_weights_.as<float>(), routed, s);
     });
-    moe_combine(routed, n, k, H, out, s);
+    if (n > 1) moe_combine(routed, n, k, H, out, s);  // n == 1: moe_finish sums them
 }
 
 void Qwen35MoeCuda::shared_expert(int64_t layer, int64_t n) {
@@ -551,15 +674,27 @@ void Qwen35MoeCuda::shared_expert(int64_t layer, int64_t n) {
     float* out = scratch_[kMix].as<float>();
     const int64_t S = c.shared_expert_intermediate_size;
     float* g = scratch(kSharedGate, size_t(n * S));
-    float* u = scratch(kSharedUp, size_t(n * S));
     float* y = scratch(kSharedY, size_t(n * H));
     float* sg = scratch(kSharedG, size_t(n));
-    matmul(L.shared_gate_proj, xn, n, g, s);
-    matmul(L.shared_up, xn, n, u, s);
-    swiglu(g, u, n * S, s);
-    matmul(L.shared_down, g, n, y, s);
-    matmul(L.shared_gate, xn, n, sg, s);
-    add_sigmoid_scaled(out, y, sg, n, H, s);
+    if (n == 1) {
+        // The single-token expert kernels over a one-entry table (id 0, weight 1); the gate was
+        // computed with the router.
+        const ExpertJob* table = d_shared_table_.as<ExpertJob>() + layer;
+        const int32_t* id0 = d_shared_misc_.as<int32_t>();
+        const float* one = reinterpret_cast<const float*>(d_shared_misc_.as<uint8_t>() + 4);
+        moe_gate_up_routed(table, id0, 1, 1, H, S, xn, g, s);
+        moe_down_routed(table, id0, 1, H, S, g, one, y, s);
+    } else {
+        float* u = scratch(kSharedUp, size_t(n * S));
+        matmul(L.shared_gate_proj, xn, n, g, s);
+        matmul(L.shared_up, xn, n, u, s);
+        swiglu(g, u, n * S, s);
+        matmul(L.shared_down, g, n, y, s);
+        matmul(L.shared_gate, xn, n, sg, s);
+    }
+    prof("shared expert");
+    if (n > 1) add_sigmoid_scaled(out, y, sg, n, H, s);  // n == 1: moe_finish adds it
+    prof("shared add");
 }
 
 }  // namespace flashmoe::cuda

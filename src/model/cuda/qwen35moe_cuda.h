@@ -17,6 +17,8 @@
 #include "model/cuda/cuda_runner.h"
 #include "model/cuda/expert_cache.h"
 
+#include <map>
+#include <string>
 #include <vector>
 
 namespace flashmoe::cuda {
@@ -65,6 +67,9 @@ private:
     void shared_expert(int64_t layer, int64_t n);
     void run_layers(CudaSequenceState& st, int64_t n, int64_t k, bool device_routing, int64_t logits_from);
     void make_resident();
+    // FLASHMOE_CUDA_PROFILE=1: an event after every op (graphs off), totals by op printed at exit.
+    void prof(const char* name);
+    void prof_collect(int64_t n);
     // Buffers only grow, and only after the stream is idle (work in flight may use the old one).
     float* scratch(size_t index, size_t floats);
     void grow(DeviceBuffer& b, size_t bytes);
@@ -82,6 +87,14 @@ private:
     // All experts in VRAM: routing stays on the device (table [layers * experts] of ExpertJob).
     bool resident_checked_ = false, resident_ = false;
     DeviceBuffer d_table_;
+    DeviceBuffer d_shared_table_;  // [layers] ExpertJob of the shared experts
+    DeviceBuffer d_shared_misc_;   // int32 0, float 1
+    const float* finish_shared_y_ = nullptr;  // the shared expert's output row of this layer (one token)
+    bool profile_ = false;
+    std::vector<cudaEvent_t> prof_events_;
+    std::vector<const char*> prof_names_;
+    size_t prof_used_ = 0;
+    std::map<std::string, std::pair<double, uint64_t>> prof_totals_;
     // Decode steps replayed from a CUDA graph; the key says which buffers it baked in.
     struct GraphKey {
         uint64_t state = 0, kv_capacity = 0, buffers = 0;
