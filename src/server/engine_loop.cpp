@@ -163,7 +163,7 @@ std::unique_ptr<EngineLoop::Active> EngineLoop::admit(Job job) {
     }
     a->usage.prompt_tokens = int64_t(spec.prompt.size());
     PrefillResult pr = slot.session->prefill(spec.prompt, spec.boundaries, options_.k, &a->logits,
-                                             PrefillControl{.cancel = a->job.reply->cancel_flag()});
+                                             PrefillControl{.on_progress = {}, .cancel = a->job.reply->cancel_flag()});
     a->usage.cached_tokens = pr.cached_tokens;
     slot.busy = true;  // only now: a job that failed above never held it
     slot.last_used = ++use_clock_;

@@ -220,9 +220,13 @@ void ExpertStore::start_read(size_t s, int64_t layer, int64_t expert, Call* call
     slot.pins = 1;  // the read's own pin
     slot.waiter = -1;
     if (!slot.scratch) index_[slot.key] = s;
+    submit({s, layer, expert}, call);
+}
+
+void ExpertStore::submit(const ReadJob& job, Call* call) {
     {
         std::lock_guard<std::mutex> lock(queue_mutex_);
-        queue_.push_back({s, layer, expert});
+        queue_.push_back(job);
     }
     queue_cv_.notify_one();
     ++in_flight_;
@@ -318,8 +322,7 @@ void ExpertStore::prefetch(int64_t layer, std::span<const int32_t> ids) {
     stats_.prefetched += started;
 }
 
-ExpertWeights ExpertStore::view(size_t s) const {
-    const uint8_t* rec = slots_[s].buffer;
+ExpertWeights ExpertStore::view(const uint8_t* rec) const {
     return {layout_.matrices[0].view(rec), layout_.matrices[1].view(rec), layout_.matrices[2].view(rec)};
 }
 
@@ -382,7 +385,7 @@ void ExpertStore::with_experts(int64_t layer, std::span<const int32_t> ids,
             call.ready.pop_back();
             if (!use_error) {
                 try {
-                    use(idx, view(s));
+                    use(idx, view(slots_[s].buffer));
                 } catch (...) {
                     use_error = std::current_exception();
                 }
@@ -426,45 +429,37 @@ size_t page_size() {
 }
 }  // namespace
 
-bool ExpertStore::record_resident(int64_t layer, int64_t expert) const {
+std::pair<uint8_t*, size_t> ExpertStore::mapped_pages(int64_t layer, int64_t expert) const {
     const uintptr_t begin = reinterpret_cast<uintptr_t>(mapped_record(layer, expert));
     const uintptr_t start = begin & ~uintptr_t(page_size() - 1);
-    const size_t len = begin + layout_.record_stride - start;
+    return {reinterpret_cast<uint8_t*>(start), begin + layout_.record_stride - start};
+}
+
+bool ExpertStore::record_resident(int64_t layer, int64_t expert) const {
+    const auto [start, len] = mapped_pages(layer, expert);
     thread_local std::vector<unsigned char> pages;
     pages.resize((len + page_size() - 1) / page_size());
-    if (::mincore(reinterpret_cast<void*>(start), len, pages.data()) != 0) return false;
+    if (::mincore(start, len, pages.data()) != 0) return false;
     for (unsigned char p : pages)
         if ((p & 1) == 0) return false;
     return true;
 }
 
 void ExpertStore::start_fault(int64_t layer, int64_t expert, int64_t waiter, Call* call) {
-    {
-        std::lock_guard<std::mutex> lock(queue_mutex_);
-        queue_.push_back({kNoSlot, layer, expert, waiter});
-    }
-    queue_cv_.notify_one();
-    ++in_flight_;
-    if (call) {
-        ++call->outstanding;
-        ++call->reads;
-        call->in_flight_sum += in_flight_;
-        call->max_in_flight = std::max<uint64_t>(call->max_in_flight, in_flight_);
-    }
+    submit({kNoSlot, layer, expert, waiter}, call);
+    if (call) ++call->outstanding;
 }
 
 // Reads a mapped record into the page cache and maps its pages: one large read-ahead request, then
 // the page tables filled, so the forward's first touch does not fault page by page.
 void ExpertStore::fault_record(const ReadJob& job, std::string* error) {
-    const uintptr_t begin = reinterpret_cast<uintptr_t>(mapped_record(job.layer, job.expert));
-    const uintptr_t start = begin & ~uintptr_t(page_size() - 1);
-    const size_t len = begin + layout_.record_stride - start;
-    void* addr = reinterpret_cast<void*>(start);
+    const auto [start, len] = mapped_pages(job.layer, job.expert);
+    void* addr = start;
     ::madvise(addr, len, MADV_WILLNEED);
     if (::madvise(addr, len, MADV_POPULATE_READ) == 0) return;
     const int err = errno;
     if (err == EINVAL) {  // a kernel without MADV_POPULATE_READ: touch every page
-        volatile const uint8_t* p = reinterpret_cast<const uint8_t*>(start);
+        volatile const uint8_t* p = start;
         uint8_t sink = 0;
         for (size_t off = 0; off < len; off += page_size()) sink ^= p[off];
         (void)sink;
@@ -493,9 +488,8 @@ void ExpertStore::with_mapped_experts(int64_t layer, std::span<const int32_t> id
     std::exception_ptr use_error;
     auto run = [&](size_t i) {
         if (use_error || !call.first_error.empty()) return;
-        const uint8_t* rec = mapped_record(layer, ids[i]);
         try {
-            use(i, {layout_.matrices[0].view(rec), layout_.matrices[1].view(rec), layout_.matrices[2].view(rec)});
+            use(i, view(mapped_record(layer, ids[i])));
         } catch (...) {
             use_error = std::current_exception();
         }

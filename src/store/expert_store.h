@@ -36,6 +36,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace flashmoe {
@@ -126,11 +127,13 @@ private:
     void touch(size_t slot);
     void io_loop();
     void read_record(const ReadJob& job, std::string* error);
-    ExpertWeights view(size_t slot) const;
+    ExpertWeights view(const uint8_t* record) const;  // the three matrices of one record
+    void submit(const ReadJob& job, Call* call);       // queues a job for the I/O threads
 
     // mmap mode
     void map_files();
     const uint8_t* mapped_record(int64_t layer, int64_t expert) const;
+    std::pair<uint8_t*, size_t> mapped_pages(int64_t layer, int64_t expert) const;  // whole pages covering it
     bool record_resident(int64_t layer, int64_t expert) const;
     void start_fault(int64_t layer, int64_t expert, int64_t waiter, Call* call);
     void fault_record(const ReadJob& job, std::string* error);

@@ -115,11 +115,11 @@ TEST(Session, CancelledPrefillThrowsAndLeavesAFreshSession) {
     s.prefill(p, {}, 0, &logits);  // some history to lose
     std::atomic<bool> cancel{true};
     std::vector<int32_t> longer = {5, 6, 7, 8, 9, 10, 11, 12, 13};
-    EXPECT_THROW(s.prefill(longer, {}, 0, &logits, PrefillControl{.cancel = &cancel}), ForwardCancelled);
+    EXPECT_THROW(s.prefill(longer, {}, 0, &logits, PrefillControl{.on_progress = {}, .cancel = &cancel}), ForwardCancelled);
     EXPECT_TRUE(s.tokens().empty());
     // Lowered again, the same session runs the prompt from scratch to the fresh logits.
     cancel = false;
-    auto r = s.prefill(longer, {}, 0, &logits, PrefillControl{.cancel = &cancel});
+    auto r = s.prefill(longer, {}, 0, &logits, PrefillControl{.on_progress = {}, .cancel = &cancel});
     EXPECT_EQ(r.cached_tokens, 0);
     expect_same(logits, fresh_logits(*m, longer));
 }

@@ -59,7 +59,7 @@ TEST(BundledModel, FourBitExpertsStayClose) {
 TEST(BundledModel, QuantisedDenseStaysClose) {
     // Measured: 4-bit experts with 8-bit dense 34.443, with 4-bit dense 34.611 (transformers 34.400).
     fs::path out = fs::temp_directory_path() / ("flashmoe_bundled_dq4_" + std::to_string(::getpid()) + ".fmoe");
-    convert_to_packed(kModel, out.string(), ConvertOptions{.quant = "q4", .dense_quant = "q4", .overwrite = true});
+    convert_to_packed(kModel, out.string(), ConvertOptions{.quant = "q4", .dense_quant = "q4", .overwrite = true, .progress = {}});
     {
         auto m = LoadedModel::open(out.string());
         EXPECT_NE(m->summary().quantization.find("dense matrices affine 4-bit"), std::string::npos)

@@ -202,7 +202,7 @@ TEST(Streaming, DenseQuantisationNeedsAFloatSourceAndAKnownWidth) {
     TempDir dir;
     // kFixture is MLX 4-bit already: its dense bits are copied, never re-quantised.
     try {
-        convert_to_packed(kFixture, dir / "a.fmoe", ConvertOptions{.dense_quant = "q4"});
+        convert_to_packed(kFixture, dir / "a.fmoe", ConvertOptions{.dense_quant = "q4", .progress = {}});
         FAIL() << "no error";
     } catch (const Error& e) {
         EXPECT_EQ(e.kind(), ErrorKind::BadInput);
@@ -210,7 +210,7 @@ TEST(Streaming, DenseQuantisationNeedsAFloatSourceAndAKnownWidth) {
     }
     const std::string bf16 = std::string(FLASHMOE_TEST_DATA) + "/golden/bf16";
     try {
-        convert_to_packed(bf16, dir / "b.fmoe", ConvertOptions{.dense_quant = "q3"});
+        convert_to_packed(bf16, dir / "b.fmoe", ConvertOptions{.dense_quant = "q3", .progress = {}});
         FAIL() << "no error";
     } catch (const Error& e) {
         EXPECT_EQ(e.kind(), ErrorKind::BadInput);
