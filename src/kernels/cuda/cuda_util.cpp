@@ -2,12 +2,35 @@
 
 #include "util/error.h"
 
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
 namespace flashmoe::cuda {
 
 void throw_cuda_error(cudaError_t code, const char* call, const char* file, int line) {
     const ErrorKind kind = code == cudaErrorMemoryAllocation ? ErrorKind::OutOfMemory : ErrorKind::Internal;
     throw Error(kind, fmt::format("CUDA call {} failed: {} ({}) at {}:{}", call, cudaGetErrorString(code),
                                   cudaGetErrorName(code), file, line));
+}
+
+bool pdl_enabled() {
+    static const bool off = [] {
+        const char* e = std::getenv("FLASHMOE_CUDA_PDL");
+        return e && std::string(e) == "0";
+    }();
+    if (off) return false;
+    static std::array<std::atomic<int>, 64> known{};  // 0 unknown, 1 no, 2 yes
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= int(known.size())) return false;
+    int v = known[size_t(dev)].load(std::memory_order_relaxed);
+    if (v == 0) {
+        int major = 0;
+        v = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 ? 2 : 1;
+        known[size_t(dev)].store(v, std::memory_order_relaxed);
+    }
+    return v == 2;
 }
 
 int device_count() {

@@ -29,6 +29,10 @@ namespace flashmoe::cuda {
             ::flashmoe::cuda::throw_cuda_error(cuda_launch_code_, "launch of " name, __FILE__, __LINE__); \
     } while (0)
 
+// Whether kernel launches on the current device use programmatic dependent launch (sm_90 and later,
+// unless FLASHMOE_CUDA_PDL=0); see kernels/cuda/launch.cuh.
+bool pdl_enabled();
+
 // Number of usable CUDA devices; 0 when there is no driver or no device (never throws).
 int device_count();
 

@@ -4,6 +4,7 @@
 // with 2..8 bits; 2-, 4- and 8-bit codes take a word-wise path (codes never straddle a 32-bit word),
 // other widths a per-element path.
 #include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/ops.h"
 
 #include <cuda_bf16.h>
@@ -151,6 +152,8 @@ __device__ void row_dot(const DMat& w, int64_t r, const float* const* xs, float 
 
 template <int NT>
 __global__ void matmul_kernel(DMat w, const float* x, int64_t n, float* y) {
+    pdl_wait();
+    pdl_trigger();
     const int lane = threadIdx.x & 31;
     const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
     if (r >= w.rows) return;
@@ -217,8 +220,8 @@ struct Gemv {
 
     // gpr: groups per row of the scales (w.cols / group, unless w is a column slice of a wider matrix)
     // Asks L2 for this lane's chunks of row r (no registers held: more bytes in flight per warp).
-    __device__ __forceinline__ static void prefetch_row(const DMat& w, int64_t r, int li) {
-        const uint8_t* p = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
+    __device__ __forceinline__ static void prefetch_row(const DMat& w, int64_t r, int li, int64_t col_bytes = 0) {
+        const uint8_t* p = static_cast<const uint8_t*>(w.data) + r * w.row_bytes + col_bytes;
 #pragma unroll
         for (int ch = 0; ch < CH; ++ch) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + (ch * L + li) * 16));
     }
@@ -306,7 +309,9 @@ struct GemvBatch {
 };
 
 // Row-sets [rs0, rs0 + sets * kRpw) of w (rows past w.rows skipped), NB row-sets' weights loaded
-// before any is used (loads in flight hide the memory latency); store(r, value) on one lane per row.
+// before any is used (loads in flight hide the memory latency). After each batch every lane calls
+// store(rs, it, v): v[u] is the dot product of row rs + u * kRpw + lane / L (valid where
+// it + u < sets and the row exists), the same on the row's L lanes.
 template <int BITS, int L, int CH, int NB, class Store>
 __device__ __forceinline__ void gemv_sets(const DMat& w, const Gemv<BITS, L, CH>& g, int64_t rs0, int sets,
                                           Store store, int64_t gpr = -1) {
@@ -319,19 +324,29 @@ __device__ __forceinline__ void gemv_sets(const DMat& w, const Gemv<BITS, L, CH>
         typename G::Row row[NB];
 #pragma unroll
         for (int u = 0; u < NB; ++u) G::load_row(w, min(rs + u * G::kRpw + sub, w.rows - 1), li, row[u], gpr);
-        // the next two batches of rows into L2 while these are multiplied
-        if (it + NB < sets) {
+        float v[NB];
 #pragma unroll
-            for (int u = 0; u < 2 * NB; ++u) {
-                const int64_t r = rs + (NB + u) * G::kRpw + sub;
-                if (it + NB + u < sets && r < w.rows) G::prefetch_row(w, r, li);
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < NB; ++u) {
-            const float v = g.dot(row[u]);
-            const int64_t r = rs + u * G::kRpw + sub;
-            if (li == 0 && it + u < sets && r < w.rows) store(r, v);
+        for (int u = 0; u < NB; ++u) v[u] = g.dot(row[u]);
+        store(rs, it, v);
+    }
+}
+
+// This warp's rows (as gemv_warp / gemv_warp_halves will visit them) into L2, scales and biases
+// included: issued before the kernel waits for its input, so the weights arrive meanwhile.
+template <int BITS, int L, int CH>
+__device__ __forceinline__ void gemv_prefetch(const DMat& w, int64_t warp, int rpw_iters, bool halves) {
+    using G = Gemv<BITS, L, CH>;
+    const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
+    const int64_t rs0 = (halves ? warp >> 1 : warp) * G::kRpw * rpw_iters;
+    const int64_t col_bytes = halves ? (warp & 1) * (w.row_bytes / 2) : 0;
+    const int64_t scale_row = (w.cols / w.group) * (w.scale_dtype == kF32 ? 4 : 2);
+    for (int it = 0; it < rpw_iters; ++it) {
+        const int64_t r = rs0 + int64_t(it) * G::kRpw + sub;
+        if (r >= w.rows) return;
+        G::prefetch_row(w, r, li, col_bytes);
+        if (li == 0) {
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const uint8_t*>(w.scales) + r * scale_row));
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const uint8_t*>(w.biases) + r * scale_row));
         }
     }
 }
@@ -339,22 +354,32 @@ __device__ __forceinline__ void gemv_sets(const DMat& w, const Gemv<BITS, L, CH>
 template <int BITS, int L, int CH>
 __device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* y, int64_t warp, int rpw_iters) {
     using G = Gemv<BITS, L, CH>;
+    constexpr int NB = CH >= 2 ? 2 : 4;
     const int64_t rs0 = warp * G::kRpw * rpw_iters;
     if (rs0 >= w.rows) return;
+    const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
     G g;
-    g.load_x(x, (threadIdx.x & 31) % L);
-    gemv_sets<BITS, L, CH, (CH >= 2 ? 2 : 4)>(w, g, rs0, rpw_iters, [&](int64_t r, float v) { y[r] = v; });
+    g.load_x(x, li);
+    gemv_sets<BITS, L, CH, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float (&v)[NB]) {
+#pragma unroll
+        for (int u = 0; u < NB; ++u) {
+            const int64_t r = rs + u * G::kRpw + sub;
+            if (li == 0 && it + u < rpw_iters && r < w.rows) y[r] = v[u];
+        }
+    });
 }
 
-// Rows of twice CH chunks a lane: warp pairs split the columns in halves (even warp: first half),
-// each half's dot product added to y (zeroed before) atomically: two addends onto zero give the
-// same sum in either order, so the result is deterministic.
+// Rows of twice CH chunks a lane: the two warps of a pair split the columns in halves (even warp:
+// first half); the odd warp's sums pass through shared memory and the even warp stores
+// first + second, one rounding as a single sum of the two would give.
 template <int BITS, int L, int CH>
 __device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, float* y, int64_t warp, int rpw_iters) {
     using G = Gemv<BITS, L, CH>;
-    const int h = int(warp & 1);
+    constexpr int NB = 2;
+    __shared__ float odd_sums[kWarpsPerBlock / 2][NB * G::kRpw];
+    const int h = int(warp & 1), pair = (threadIdx.x / 32) >> 1;
     const int64_t rs0 = (warp >> 1) * G::kRpw * rpw_iters;
-    if (rs0 >= w.rows) return;
+    if (rs0 >= w.rows) return;  // uniform over the pair
     const int gs = __ffs(w.group) - 1;
     const int64_t half = w.cols / 2, gpr = w.cols >> gs;
     const int64_t scale_bytes = w.scale_dtype == kF32 ? 4 : 2;
@@ -363,9 +388,27 @@ __device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, 
     v.data = static_cast<const uint8_t*>(w.data) + h * (w.row_bytes / 2);
     v.scales = static_cast<const uint8_t*>(w.scales) + h * (half >> gs) * scale_bytes;
     v.biases = static_cast<const uint8_t*>(w.biases) + h * (half >> gs) * scale_bytes;
+    const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
     G g;
-    g.load_x(x + h * half, (threadIdx.x & 31) % L);
-    gemv_sets<BITS, L, CH, 2>(v, g, rs0, rpw_iters, [&](int64_t r, float val) { atomicAdd(&y[r], val); }, gpr);
+    g.load_x(x + h * half, li);
+    gemv_sets<BITS, L, CH, NB>(
+        v, g, rs0, rpw_iters,
+        [&](int64_t rs, int it, const float (&val)[NB]) {
+            if (h == 1 && li == 0) {
+#pragma unroll
+                for (int u = 0; u < NB; ++u) odd_sums[pair][u * G::kRpw + sub] = val[u];
+            }
+            asm volatile("bar.sync %0, 64;" ::"r"(1 + pair) : "memory");
+            if (h == 0 && li == 0) {
+#pragma unroll
+                for (int u = 0; u < NB; ++u) {
+                    const int64_t r = rs + u * G::kRpw + sub;
+                    if (it + u < rpw_iters && r < w.rows) y[r] = val[u] + odd_sums[pair][u * G::kRpw + sub];
+                }
+            }
+            asm volatile("bar.sync %0, 64;" ::"r"(1 + pair) : "memory");  // odd_sums free again
+        },
+        gpr);
 }
 
 template <int BITS, int L, int CH, bool HALVES>
@@ -373,6 +416,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) gemv_batch_kernel(Gemv
     int m = 0;
     while (m + 1 < b.count && int(blockIdx.x) >= b.first_block[m + 1]) ++m;
     const int64_t warp = int64_t(blockIdx.x - b.first_block[m]) * kWarpsPerBlock + threadIdx.x / 32;
+    gemv_prefetch<BITS, L, CH>(b.w[m], warp, b.rows_per_warp, HALVES);
+    pdl_wait();
+    pdl_trigger();
     if (HALVES) gemv_warp_halves<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
     else gemv_warp<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
 }
@@ -434,9 +480,20 @@ __device__ __forceinline__ void down_warp(const DMat& w, const float* a, float w
     using G = Gemv<BITS, L, CH>;
     const int64_t rs0 = warp * G::kRpw * rpw_iters;
     if (rs0 >= w.rows) return;
+    const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
+    for (int it = 0; it < rpw_iters; ++it) {
+        const int64_t r = rs0 + int64_t(it) * G::kRpw + sub;
+        if (r < w.rows) G::prefetch_row(w, r, li);
+    }
     G g;
-    g.load_x(a, (threadIdx.x & 31) % L);
-    gemv_sets<BITS, L, CH, 2>(w, g, rs0, rpw_iters, [&](int64_t r, float v) { out[r] = v * wt; });
+    g.load_x(a, li);
+    gemv_sets<BITS, L, CH, 2>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float (&v)[2]) {
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+            const int64_t r = rs + u * G::kRpw + sub;
+            if (li == 0 && it + u < rpw_iters && r < w.rows) out[r] = v[u] * wt;
+        }
+    });
 }
 
 constexpr int kGateUpRowsPerWarp = 2;  // rows of gate and of up
@@ -445,6 +502,8 @@ constexpr int kDownRowsPerWarp = 4;
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     moe_gate_up_one_kernel(const ExpertJob* jobs, const int32_t* ids, const int32_t* slots, int64_t k, const float* x,
                            int64_t hidden, float* act, int64_t inter) {
+    pdl_wait();
+    pdl_trigger();
     int64_t slot;
     const ExpertJob* job;
     if (ids) {
@@ -457,6 +516,11 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     const float* xr = x + (slot / k) * hidden;
     float* ar = act + slot * inter;
     const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    // the down kernel's rows of this slot into L2 meanwhile (a share per block)
+    const DMat& dw = job->down;
+    const int64_t share = (dw.rows * dw.row_bytes + gridDim.x - 1) / gridDim.x;
+    prefetch_l2(static_cast<const uint8_t*>(dw.data) + blockIdx.x * share,
+                min(share, dw.rows * dw.row_bytes - int64_t(blockIdx.x) * share), threadIdx.x, blockDim.x);
     const int shape = gemv_shape(job->gate);
     if (shape != kGemvNone && shape == gemv_shape(job->up)) {
         switch (shape) {
@@ -481,6 +545,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     moe_down_one_kernel(const ExpertJob* jobs, const int32_t* ids, const int32_t* slots, const float* act,
                         int64_t inter, const float* weights, float* routed, int64_t hidden) {
+    pdl_wait();
+    pdl_trigger();
     int64_t slot;
     const ExpertJob* job;
     if (ids) {
@@ -821,6 +887,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_down_kernel(const ExpertJo
 }
 
 __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
+    pdl_wait();
+    pdl_trigger();
     const int64_t t = blockIdx.y;
     const int64_t r = ids[t];
     for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < w.cols; c += int64_t(gridDim.x) * blockDim.x)
@@ -828,6 +896,16 @@ __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
 }
 
 unsigned blocks_for(int64_t rows) { return unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock); }
+
+// Single-token expert launches: (row blocks, one per slot or job).
+dim3 gate_up_one_grid(int64_t intermediate, int64_t slots) {
+    constexpr int64_t rows = kWarpsPerBlock * kGateUpRowsPerWarp;
+    return dim3(unsigned((intermediate + rows - 1) / rows), unsigned(slots));
+}
+dim3 down_one_grid(int64_t hidden, int64_t slots) {
+    constexpr int64_t rows = kWarpsPerBlock * kDownRowsPerWarp;
+    return dim3(unsigned((hidden + rows - 1) / rows), unsigned(slots));
+}
 
 // Scratch for the prepared activations of the tensor-core path, one buffer per stream (grown
 // after the stream is idle). Deliberately never destroyed: a static destructor would run cudaFree
@@ -869,8 +947,8 @@ void matmul_multi(const DMat* const* w, float* const* y, int count, const float*
         const int shape = gemv_shape(*w[i]);
         if (shape == kGemvNone || w[i]->rows == 0) {
             if (w[i]->rows > 0) {
-                matmul_kernel<1><<<dim3(blocks_for(w[i]->rows), 1), kWarpsPerBlock * 32, 0, stream>>>(*w[i], x, 1, y[i]);
-                CUDA_CHECK_LAUNCH("matmul_kernel");
+                launch("matmul_kernel", matmul_kernel<1>, blocks_for(w[i]->rows), kWarpsPerBlock * 32, 0, stream, *w[i], x,
+                       int64_t(1), y[i]);
             }
             ++i;
             continue;
@@ -879,12 +957,12 @@ void matmul_multi(const DMat* const* w, float* const* y, int count, const float*
         const int rpw = gemv_rpw(shape);
         // 4 chunks a lane (4-bit 4096 columns, 8-bit 2048) run as two halves of 2 chunks (registers)
         const bool halves = shape == kG4L32C4 || shape == kG8L32C4;
-        int64_t max_rows = 0;
+        int64_t total_rows = 0;
         int j = i;
         for (; j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && gemv_shape(*w[j]) == shape; ++j)
-            max_rows = std::max(max_rows, w[j]->rows);
+            total_rows += w[j]->rows;
         b.count = j - i;
-        b.rows_per_warp = gemv_rows_per_warp(max_rows * (halves ? 2 : 1), rpw);
+        b.rows_per_warp = gemv_rows_per_warp(total_rows * (halves ? 2 : 1), rpw);
         const int64_t rows_per_block = int64_t(kWarpsPerBlock) * rpw * b.rows_per_warp / (halves ? 2 : 1);
         int blocks = 0;
         for (int m = 0; m < b.count; ++m) {
@@ -894,20 +972,17 @@ void matmul_multi(const DMat* const* w, float* const* y, int count, const float*
             blocks += int((w[i + m]->rows + rows_per_block - 1) / rows_per_block);
         }
         b.first_block[b.count] = blocks;
-        if (halves)
-            for (int m = 0; m < b.count; ++m)
-                CUDA_CHECK(cudaMemsetAsync(b.y[m], 0, size_t(b.w[m].rows) * sizeof(float), stream));
-        const dim3 grid{unsigned(blocks)}, block{unsigned(kWarpsPerBlock * 32)};
+        void (*kernel)(GemvBatch, const float*) = nullptr;
         switch (shape) {
-            case kG4L16C1: gemv_batch_kernel<4, 16, 1, false><<<grid, block, 0, stream>>>(b, x); break;
-            case kG4L32C1: gemv_batch_kernel<4, 32, 1, false><<<grid, block, 0, stream>>>(b, x); break;
-            case kG4L32C2: gemv_batch_kernel<4, 32, 2, false><<<grid, block, 0, stream>>>(b, x); break;
-            case kG4L32C4: gemv_batch_kernel<4, 32, 2, true><<<grid, block, 0, stream>>>(b, x); break;
-            case kG8L32C1: gemv_batch_kernel<8, 32, 1, false><<<grid, block, 0, stream>>>(b, x); break;
-            case kG8L32C2: gemv_batch_kernel<8, 32, 2, false><<<grid, block, 0, stream>>>(b, x); break;
-            default: gemv_batch_kernel<8, 32, 2, true><<<grid, block, 0, stream>>>(b, x); break;
+            case kG4L16C1: kernel = gemv_batch_kernel<4, 16, 1, false>; break;
+            case kG4L32C1: kernel = gemv_batch_kernel<4, 32, 1, false>; break;
+            case kG4L32C2: kernel = gemv_batch_kernel<4, 32, 2, false>; break;
+            case kG4L32C4: kernel = gemv_batch_kernel<4, 32, 2, true>; break;
+            case kG8L32C1: kernel = gemv_batch_kernel<8, 32, 1, false>; break;
+            case kG8L32C2: kernel = gemv_batch_kernel<8, 32, 2, false>; break;
+            default: kernel = gemv_batch_kernel<8, 32, 2, true>; break;
         }
-        CUDA_CHECK_LAUNCH("gemv_batch_kernel");
+        launch("gemv_batch_kernel", kernel, unsigned(blocks), kWarpsPerBlock * 32, 0, stream, b, x);
         i = j;
     }
 }
@@ -928,25 +1003,22 @@ void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t str
         CUDA_CHECK_LAUNCH("mma_matmul_kernel");
         return;
     }
-    matmul_kernel<8><<<dim3(blocks_for(w.rows), unsigned((n + 7) / 8)), kWarpsPerBlock * 32, 0, stream>>>(w, x, n, y);
-    CUDA_CHECK_LAUNCH("matmul_kernel");
+    launch("matmul_kernel", matmul_kernel<8>, dim3(blocks_for(w.rows), unsigned((n + 7) / 8)), kWarpsPerBlock * 32, 0,
+           stream, w, x, n, y);
 }
 
 void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream) {
     if (n <= 0) return;
     const unsigned bx = unsigned(std::min<int64_t>((w.cols + 255) / 256, 64));
-    embed_kernel<<<dim3(bx, unsigned(n)), 256, 0, stream>>>(w, ids, out);
-    CUDA_CHECK_LAUNCH("embed_kernel");
+    launch("embed_kernel", embed_kernel, dim3(bx, unsigned(n)), 256, 0, stream, w, ids, out);
 }
 
 void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream) {
     if (b.njobs == 0) return;
     if (b.max_count == 1 && b.tokens == 1) {
-        moe_gate_up_one_kernel<<<dim3(unsigned((b.intermediate + kWarpsPerBlock * kGateUpRowsPerWarp - 1) /
-                                               (kWarpsPerBlock * kGateUpRowsPerWarp)),
-                                      unsigned(b.njobs)),
-                                 kWarpsPerBlock * 32, 0, stream>>>(b.jobs, nullptr, b.slots, b.k, x, b.hidden, act,
-                                                                   b.intermediate);
+        launch("moe_gate_up_one_kernel", moe_gate_up_one_kernel, gate_up_one_grid(b.intermediate, b.njobs),
+               kWarpsPerBlock * 32, 0, stream, b.jobs, nullptr, b.slots, b.k, x, b.hidden, act, b.intermediate);
+        return;
     } else {
         // Several tokens: jobs whose matrices are 4-bit affine run on the tensor cores (any count,
         // so a slot's result does not depend on how the experts were split into waves), the others
@@ -976,11 +1048,9 @@ void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t str
 void moe_down(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream) {
     if (b.njobs == 0) return;
     if (b.max_count == 1 && b.tokens == 1) {
-        moe_down_one_kernel<<<dim3(unsigned((b.hidden + kWarpsPerBlock * kDownRowsPerWarp - 1) /
-                                            (kWarpsPerBlock * kDownRowsPerWarp)),
-                                   unsigned(b.njobs)),
-                              kWarpsPerBlock * 32, 0, stream>>>(b.jobs, nullptr, b.slots, act, b.intermediate, weights,
-                                                                routed, b.hidden);
+        launch("moe_down_one_kernel", moe_down_one_kernel, down_one_grid(b.hidden, b.njobs), kWarpsPerBlock * 32, 0,
+               stream, b.jobs, nullptr, b.slots, act, b.intermediate, weights, routed, b.hidden);
+        return;
     } else {
         const bool mma = b.tokens > 1 && (b.intermediate % 32) == 0;
         if (mma) {
@@ -1006,22 +1076,15 @@ void moe_down(const MoeBatch& b, const float* act, const float* weights, float* 
 void moe_gate_up_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t k, int64_t hidden,
                         int64_t intermediate, const float* x, float* act, cudaStream_t stream) {
     if (slots <= 0) return;
-    moe_gate_up_one_kernel<<<dim3(unsigned((intermediate + kWarpsPerBlock * kGateUpRowsPerWarp - 1) /
-                                           (kWarpsPerBlock * kGateUpRowsPerWarp)),
-                                  unsigned(slots)),
-                             kWarpsPerBlock * 32, 0, stream>>>(table, ids, nullptr, k, x, hidden, act, intermediate);
-    CUDA_CHECK_LAUNCH("moe_gate_up_one_kernel");
+    launch("moe_gate_up_one_kernel", moe_gate_up_one_kernel, gate_up_one_grid(intermediate, slots), kWarpsPerBlock * 32,
+           0, stream, table, ids, nullptr, k, x, hidden, act, intermediate);
 }
 
 void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden, int64_t intermediate,
                      const float* act, const float* weights, float* routed, cudaStream_t stream) {
     if (slots <= 0) return;
-    moe_down_one_kernel<<<dim3(unsigned((hidden + kWarpsPerBlock * kDownRowsPerWarp - 1) /
-                                        (kWarpsPerBlock * kDownRowsPerWarp)),
-                               unsigned(slots)),
-                          kWarpsPerBlock * 32, 0, stream>>>(table, ids, nullptr, act, intermediate, weights, routed,
-                                                            hidden);
-    CUDA_CHECK_LAUNCH("moe_down_one_kernel");
+    launch("moe_down_one_kernel", moe_down_one_kernel, down_one_grid(hidden, slots), kWarpsPerBlock * 32, 0, stream,
+           table, ids, nullptr, act, intermediate, weights, routed, hidden);
 }
 
 }  // namespace flashmoe::cuda

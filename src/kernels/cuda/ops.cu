@@ -2,6 +2,7 @@
 // forward (the weight-matrix kernels are in matmul.cu). Each mirrors a loop of the CPU forward;
 // reductions are fp32 tree reductions (the CPU sums some in double: results differ by rounding).
 #include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/ops.h"
 
 #include <algorithm>
@@ -64,6 +65,8 @@ __device__ float block_max(float v) {
 }
 
 __global__ void rmsnorm_kernel(const float* x, const float* w, int64_t dim, float eps, float* out) {
+    pdl_wait();
+    pdl_trigger();
     const float* xr = x + int64_t(blockIdx.x) * dim;
     float* orow = out + int64_t(blockIdx.x) * dim;
     float ss = 0;
@@ -74,6 +77,8 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, int64_t dim, floa
 }
 
 __global__ void add_rmsnorm_kernel(float* x, const float* y, const float* w, int64_t dim, float eps, float* out) {
+    pdl_wait();
+    pdl_trigger();
     float* xr = x + int64_t(blockIdx.x) * dim;
     const float* yr = y + int64_t(blockIdx.x) * dim;
     float* orow = out + int64_t(blockIdx.x) * dim;
@@ -93,6 +98,8 @@ __global__ void add_rmsnorm_kernel(float* x, const float* y, const float* w, int
 // add_sigmoid_scaled and add_rmsnorm in turn.
 __global__ void moe_finish_kernel(const float* routed, int64_t k, const float* shared_y, const float* shared_g,
                                   float* x, const float* w, int64_t dim, float eps, float* out) {
+    pdl_wait();
+    pdl_trigger();
     const float sig = shared_y ? sigmoidf_(shared_g[0]) : 0.0f;
     float ss = 0;
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
@@ -110,6 +117,8 @@ __global__ void moe_finish_kernel(const float* routed, int64_t k, const float* s
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t count) {
+    pdl_wait();
+    pdl_trigger();
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
         x[i] += y[i];
 }
@@ -117,6 +126,8 @@ __global__ void add_kernel(float* x, const float* y, int64_t count) {
 // One block per (token, head): heads [0, heads) are query halves, [heads, heads + kv_heads) keys.
 __global__ void attention_prepare_kernel(AttentionShape s, float* q, float* k, const float* q_norm,
                                          const float* k_norm) {
+    pdl_wait();
+    pdl_trigger();
     extern __shared__ float head[];
     const int64_t t = blockIdx.x, h = blockIdx.y, hd = s.head_dim;
     const bool is_q = h < s.heads;
@@ -151,6 +162,8 @@ constexpr int kAttnMaxDimPerThread = 4;  // head_dim <= 512
 
 // One block per (token, query head): online softmax over the cached positions, chunk by chunk.
 __global__ void attention_kernel(AttentionShape s, const float* q, const float* keys, const float* values, float* out) {
+    pdl_wait();
+    pdl_trigger();
     extern __shared__ float smem[];
     float* qs = smem;                   // [head_dim]
     float* prob = smem + s.head_dim;    // [kAttnThreads]
@@ -217,6 +230,8 @@ __global__ void attention_kernel(AttentionShape s, const float* q, const float* 
 // output in part[(head * splits + split) * (head_dim + 2)]; attention_merge_kernel combines them.
 __global__ void attention_split_kernel(AttentionShape s, const float* q, const float* keys, const float* values,
                                        int64_t chunk, float* part) {
+    pdl_wait();
+    pdl_trigger();
     extern __shared__ float smem[];
     float* qs = smem;                 // [head_dim]
     float* prob = smem + s.head_dim;  // [kAttnThreads]
@@ -281,6 +296,8 @@ __global__ void attention_split_kernel(AttentionShape s, const float* q, const f
 }
 
 __global__ void attention_merge_kernel(AttentionShape s, const float* q, const float* part, int64_t splits, float* o) {
+    pdl_wait();
+    pdl_trigger();
     const int64_t h = blockIdx.x, hd = s.head_dim;
     const float* ph = part + h * splits * (hd + 2);
     float M = -FLT_MAX;
@@ -296,6 +313,8 @@ __global__ void attention_merge_kernel(AttentionShape s, const float* q, const f
 }
 
 __global__ void kv_append_kernel(AttentionShape s, const float* k, const float* v, float* keys, float* values) {
+    pdl_wait();
+    pdl_trigger();
     const int64_t row = s.kv_heads * s.head_dim, count = s.n * row;
     const int64_t base = (s.d_position ? *s.d_position : s.position) * row;
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
@@ -308,6 +327,8 @@ constexpr int kMaxConvKernel = 8;
 
 __global__ void conv1d_silu_kernel(const float* x, float* state, const float* taps, int64_t n, int64_t C, int64_t K,
                                    float* out) {
+    pdl_wait();
+    pdl_trigger();
     const int64_t ch = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (ch >= C) return;
     float old[kMaxConvKernel - 1];
@@ -336,6 +357,8 @@ __global__ void conv1d_silu_kernel(const float* x, float* state, const float* ta
 // conv_state_kernel advances the state once every output has read it.
 __global__ void conv1d_silu_tokens_kernel(const float* x, const float* state, const float* taps, int64_t n, int64_t C,
                                           int64_t K, float* out) {
+    pdl_wait();
+    pdl_trigger();
     const int64_t ch = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t t = blockIdx.y;
     if (ch >= C) return;
@@ -349,6 +372,8 @@ __global__ void conv1d_silu_tokens_kernel(const float* x, const float* state, co
 }
 
 __global__ void conv_state_kernel(const float* x, float* state, int64_t n, int64_t C, int64_t K) {
+    pdl_wait();
+    pdl_trigger();
     const int64_t ch = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (ch >= C) return;
     float old[kMaxConvKernel - 1];
@@ -377,6 +402,8 @@ constexpr int kDeltaMaxKey = 256;
 constexpr int kDeltaRows = kDeltaMaxKey / kDeltaWarps;  // state rows per thread, at most
 
 __global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs a) {
+    pdl_wait();
+    pdl_trigger();
     __shared__ float qs[kDeltaMaxKey], ks[kDeltaMaxKey];
     __shared__ float part_mem[kDeltaWarps][32], part_o[kDeltaWarps][32];
     const int64_t Dk = a.key_dim, Dv = a.value_dim;
@@ -473,6 +500,8 @@ __global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs
 }
 
 __global__ void gated_rmsnorm_kernel(float* o, const float* z, const float* w, int64_t dim, float eps) {
+    pdl_wait();
+    pdl_trigger();
     float* orow = o + int64_t(blockIdx.x) * dim;
     const float* zr = z + int64_t(blockIdx.x) * dim;
     float ss = 0;
@@ -484,6 +513,8 @@ __global__ void gated_rmsnorm_kernel(float* o, const float* z, const float* w, i
 
 // One block per token: softmax in shared memory, then k rounds of arg-max.
 __global__ void router_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights, int32_t extra_id) {
+    pdl_wait();
+    pdl_trigger();
     if (extra_id >= 0 && blockIdx.x == 0 && threadIdx.x == 0) {
         ids[int64_t(gridDim.x) * k] = extra_id;
         weights[int64_t(gridDim.x) * k] = 1.0f;
@@ -558,6 +589,8 @@ constexpr int kTopKPerLane = 16;
 
 __global__ void router_warp_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights,
                                    int32_t extra_id) {
+    pdl_wait();
+    pdl_trigger();
     if (extra_id >= 0 && blockIdx.x == 0 && threadIdx.x == 0) {
         ids[int64_t(gridDim.x) * k] = extra_id;
         weights[int64_t(gridDim.x) * k] = 1.0f;
@@ -628,6 +661,8 @@ __global__ void router_warp_kernel(const float* logits, int64_t E, int64_t k, in
 }
 
 __global__ void moe_combine_kernel(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out) {
+    pdl_wait();
+    pdl_trigger();
     const int64_t total = n * hidden;
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t t = i / hidden, d = i % hidden;
@@ -638,11 +673,15 @@ __global__ void moe_combine_kernel(const float* routed, int64_t n, int64_t k, in
 }
 
 __global__ void swiglu_kernel(float* gate, const float* up, int64_t count) {
+    pdl_wait();
+    pdl_trigger();
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
         gate[i] = siluf_(gate[i]) * up[i];
 }
 
 __global__ void add_sigmoid_scaled_kernel(float* out, const float* y, const float* g, int64_t n, int64_t hidden) {
+    pdl_wait();
+    pdl_trigger();
     const int64_t total = n * hidden;
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
         out[i] += sigmoidf_(g[i / hidden]) * y[i];
@@ -672,42 +711,35 @@ unsigned grid_for(int64_t count, int threads) {
 
 void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out, cudaStream_t stream) {
     if (rows <= 0) return;
-    rmsnorm_kernel<<<unsigned(rows), 256, 0, stream>>>(x, w, dim, eps, out);
-    CUDA_CHECK_LAUNCH("rmsnorm_kernel");
+    launch("rmsnorm_kernel", rmsnorm_kernel, unsigned(rows), 256, 0, stream, x, w, dim, eps, out);
 }
 
 void add_rmsnorm(float* x, const float* y, const float* w, int64_t rows, int64_t dim, float eps, float* out,
                  cudaStream_t stream) {
     if (rows <= 0) return;
-    add_rmsnorm_kernel<<<unsigned(rows), 256, 0, stream>>>(x, y, w, dim, eps, out);
-    CUDA_CHECK_LAUNCH("add_rmsnorm_kernel");
+    launch("add_rmsnorm_kernel", add_rmsnorm_kernel, unsigned(rows), 256, 0, stream, x, y, w, dim, eps, out);
 }
 
 void moe_finish(const float* routed, int64_t k, const float* shared_y, const float* shared_g, float* x,
                 const float* w, int64_t dim, float eps, float* out, cudaStream_t stream) {
-    moe_finish_kernel<<<1, 512, 0, stream>>>(routed, k, shared_y, shared_g, x, w, dim, eps, out);
-    CUDA_CHECK_LAUNCH("moe_finish_kernel");
+    launch("moe_finish_kernel", moe_finish_kernel, 1, 512, 0, stream, routed, k, shared_y, shared_g, x, w, dim, eps, out);
 }
 
 void add_inplace(float* x, const float* y, int64_t count, cudaStream_t stream) {
     if (count <= 0) return;
-    add_kernel<<<grid_for(count, 256), 256, 0, stream>>>(x, y, count);
-    CUDA_CHECK_LAUNCH("add_kernel");
+    launch("add_kernel", add_kernel, grid_for(count, 256), 256, 0, stream, x, y, count);
 }
 
 void attention_prepare(const AttentionShape& s, float* q, float* k, const float* q_norm, const float* k_norm,
                        cudaStream_t stream) {
     if (s.n <= 0) return;
-    attention_prepare_kernel<<<dim3(unsigned(s.n), unsigned(s.heads + s.kv_heads)), 128,
-                               size_t(s.head_dim) * sizeof(float), stream>>>(s, q, k, q_norm, k_norm);
-    CUDA_CHECK_LAUNCH("attention_prepare_kernel");
+    launch("attention_prepare_kernel", attention_prepare_kernel, dim3(unsigned(s.n), unsigned(s.heads + s.kv_heads)), 128, size_t(s.head_dim) * sizeof(float), stream, s, q, k, q_norm, k_norm);
 }
 
 void kv_append(const AttentionShape& s, const float* k, const float* v, float* keys, float* values,
                cudaStream_t stream) {
     if (s.n <= 0) return;
-    kv_append_kernel<<<grid_for(s.n * s.kv_heads * s.head_dim, 256), 256, 0, stream>>>(s, k, v, keys, values);
-    CUDA_CHECK_LAUNCH("kv_append_kernel");
+    launch("kv_append_kernel", kv_append_kernel, grid_for(s.n * s.kv_heads * s.head_dim, 256), 256, 0, stream, s, k, v, keys, values);
 }
 
 void attention(const AttentionShape& s, const float* q, const float* keys, const float* values, float* out,
@@ -724,15 +756,11 @@ void attention(const AttentionShape& s, const float* q, const float* keys, const
         const int64_t splits = std::min<int64_t>(32, (bound + 31) / 32);
         const int64_t chunk = (bound + splits - 1) / splits;
         float* part = static_cast<float*>(attention_workspace(stream, size_t(s.heads * splits * (s.head_dim + 2)) * 4));
-        attention_split_kernel<<<dim3(unsigned(s.heads), unsigned(splits)), kAttnThreads, smem, stream>>>(
-            s, q, keys, values, chunk, part);
-        CUDA_CHECK_LAUNCH("attention_split_kernel");
-        attention_merge_kernel<<<unsigned(s.heads), 128, 0, stream>>>(s, q, part, splits, out);
-        CUDA_CHECK_LAUNCH("attention_merge_kernel");
+        launch("attention_split_kernel", attention_split_kernel, dim3(unsigned(s.heads), unsigned(splits)), kAttnThreads, smem, stream, s, q, keys, values, chunk, part);
+        launch("attention_merge_kernel", attention_merge_kernel, unsigned(s.heads), 128, 0, stream, s, q, part, splits, out);
         return;
     }
-    attention_kernel<<<dim3(unsigned(s.n), unsigned(s.heads)), kAttnThreads, smem, stream>>>(s, q, keys, values, out);
-    CUDA_CHECK_LAUNCH("attention_kernel");
+    launch("attention_kernel", attention_kernel, dim3(unsigned(s.n), unsigned(s.heads)), kAttnThreads, smem, stream, s, q, keys, values, out);
 }
 
 void conv1d_silu(const float* x, float* state, const float* taps, int64_t n, int64_t C, int64_t K, float* out,
@@ -740,27 +768,22 @@ void conv1d_silu(const float* x, float* state, const float* taps, int64_t n, int
     if (n <= 0) return;
     if (K < 1 || K > kMaxConvKernel) CUDA_CHECK(cudaErrorInvalidValue);  // conv kernel beyond 8
     if (n == 1) {
-        conv1d_silu_kernel<<<unsigned((C + 127) / 128), 128, 0, stream>>>(x, state, taps, n, C, K, out);
-        CUDA_CHECK_LAUNCH("conv1d_silu_kernel");
+        launch("conv1d_silu_kernel", conv1d_silu_kernel, unsigned((C + 127) / 128), 128, 0, stream, x, state, taps, n, C, K, out);
         return;
     }
-    conv1d_silu_tokens_kernel<<<dim3(unsigned((C + 127) / 128), unsigned(n)), 128, 0, stream>>>(x, state, taps, n, C, K, out);
-    CUDA_CHECK_LAUNCH("conv1d_silu_tokens_kernel");
-    conv_state_kernel<<<unsigned((C + 127) / 128), 128, 0, stream>>>(x, state, n, C, K);
-    CUDA_CHECK_LAUNCH("conv_state_kernel");
+    launch("conv1d_silu_tokens_kernel", conv1d_silu_tokens_kernel, dim3(unsigned((C + 127) / 128), unsigned(n)), 128, 0, stream, x, state, taps, n, C, K, out);
+    launch("conv_state_kernel", conv_state_kernel, unsigned((C + 127) / 128), 128, 0, stream, x, state, n, C, K);
 }
 
 void deltanet_recurrence(const DeltaNetArgs& a, cudaStream_t stream) {
     if (a.n <= 0) return;
     if (a.key_dim > kDeltaMaxKey) CUDA_CHECK(cudaErrorInvalidValue);  // key heads beyond 256
-    deltanet_kernel<<<dim3(unsigned(a.value_heads), unsigned((a.value_dim + 31) / 32)), kDeltaWarps * 32, 0, stream>>>(a);
-    CUDA_CHECK_LAUNCH("deltanet_kernel");
+    launch("deltanet_kernel", deltanet_kernel, dim3(unsigned(a.value_heads), unsigned((a.value_dim + 31) / 32)), kDeltaWarps * 32, 0, stream, a);
 }
 
 void gated_rmsnorm(float* o, const float* z, const float* w, int64_t rows, int64_t dim, float eps, cudaStream_t stream) {
     if (rows <= 0) return;
-    gated_rmsnorm_kernel<<<unsigned(rows), 128, 0, stream>>>(o, z, w, dim, eps);
-    CUDA_CHECK_LAUNCH("gated_rmsnorm_kernel");
+    launch("gated_rmsnorm_kernel", gated_rmsnorm_kernel, unsigned(rows), 128, 0, stream, o, z, w, dim, eps);
 }
 
 void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, int32_t* ids, float* weights,
@@ -768,31 +791,25 @@ void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, in
     if (n <= 0) return;
     // One warp per token: the k rounds of arg-max need no block-wide barriers then.
     if (experts <= kTopKPerLane * 32) {
-        router_warp_kernel<<<unsigned(n), 32, 0, stream>>>(logits, experts, k, ids, weights, extra_id);
-        CUDA_CHECK_LAUNCH("router_warp_kernel");
+        launch("router_warp_kernel", router_warp_kernel, unsigned(n), 32, 0, stream, logits, experts, k, ids, weights, extra_id);
         return;
     }
-    router_kernel<<<unsigned(n), 32, size_t(experts) * sizeof(float), stream>>>(logits, experts, k, ids, weights,
-                                                                            extra_id);
-    CUDA_CHECK_LAUNCH("router_kernel");
+    launch("router_kernel", router_kernel, unsigned(n), 32, size_t(experts) * sizeof(float), stream, logits, experts, k, ids, weights, extra_id);
 }
 
 void moe_combine(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out, cudaStream_t stream) {
     if (n <= 0) return;
-    moe_combine_kernel<<<grid_for(n * hidden, 256), 256, 0, stream>>>(routed, n, k, hidden, out);
-    CUDA_CHECK_LAUNCH("moe_combine_kernel");
+    launch("moe_combine_kernel", moe_combine_kernel, grid_for(n * hidden, 256), 256, 0, stream, routed, n, k, hidden, out);
 }
 
 void swiglu(float* gate, const float* up, int64_t count, cudaStream_t stream) {
     if (count <= 0) return;
-    swiglu_kernel<<<grid_for(count, 256), 256, 0, stream>>>(gate, up, count);
-    CUDA_CHECK_LAUNCH("swiglu_kernel");
+    launch("swiglu_kernel", swiglu_kernel, grid_for(count, 256), 256, 0, stream, gate, up, count);
 }
 
 void add_sigmoid_scaled(float* out, const float* y, const float* g, int64_t n, int64_t hidden, cudaStream_t stream) {
     if (n <= 0) return;
-    add_sigmoid_scaled_kernel<<<grid_for(n * hidden, 256), 256, 0, stream>>>(out, y, g, n, hidden);
-    CUDA_CHECK_LAUNCH("add_sigmoid_scaled_kernel");
+    launch("add_sigmoid_scaled_kernel", add_sigmoid_scaled_kernel, grid_for(n * hidden, 256), 256, 0, stream, out, y, g, n, hidden);
 }
 
 }  // namespace flashmoe::cuda
