@@ -5,6 +5,7 @@
 // Prints load time, warm prefill of 512 tokens (best of 3) and 128 decode steps at K = 8.
 #include "cuda_test_util.h"
 #include "engine/loaded_model.h"
+#include "kernels/cpu/matmul.h"
 #include "model/cuda/qwen35moe_cuda.h"
 #include "util/sys.h"
 
@@ -36,6 +37,10 @@ TEST(CudaBench, DISABLED_PrefillAndDecode) {
     RunnerOptions ro{.device = Device::Cuda, .vram_bytes = parse_size(env_or("FLASHMOE_BENCH_VRAM", "40GiB"), "vram")};
     const int64_t k = std::atoi(env_or("FLASHMOE_BENCH_K", "8").c_str());
     const int64_t prompt_len = std::atoi(env_or("FLASHMOE_BENCH_PROMPT", "512").c_str());
+    // The engine's default activation semantics (int8 on one token) unless FLASHMOE_BENCH_ACT=f32.
+    MatmulActivations act = MatmulActivations::Int8;
+    if (!parse_matmul_activations(env_or("FLASHMOE_BENCH_ACT", "int8"), &act)) GTEST_SKIP() << "bad FLASHMOE_BENCH_ACT";
+    set_matmul_activations(act);
 
     auto t0 = std::chrono::steady_clock::now();
     auto model = LoadedModel::open(path, store, ro);
@@ -71,10 +76,11 @@ TEST(CudaBench, DISABLED_PrefillAndDecode) {
         next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
     }
     const double decode_s = seconds_since(t);
+    set_matmul_activations(MatmulActivations::F32);
     const auto cs = runner.expert_cache().stats();
-    std::printf("BENCH model=%s vram=%s cache=%s io=%s k=%lld\n", path, env_or("FLASHMOE_BENCH_VRAM", "40GiB").c_str(),
+    std::printf("BENCH model=%s vram=%s cache=%s io=%s k=%lld act=%s\n", path, env_or("FLASHMOE_BENCH_VRAM", "40GiB").c_str(),
                 env_or("FLASHMOE_BENCH_CACHE", "4GiB").c_str(), env_or("FLASHMOE_BENCH_IO", "page-cache").c_str(),
-                (long long)k);
+                (long long)k, std::string(matmul_activations_name(act)).c_str());
     std::printf("BENCH load+warm-up %.2f s; prefill %lld tokens %.1f ms = %.0f tok/s; decode %d steps %.1f tok/s "
                 "(%llu graph launches); decode experts: %llu requests, %llu VRAM hits, %llu host, %llu source, %.1f MB/token to device\n",
                 load_s, (long long)prompt_len, best_prefill * 1e3, double(prompt_len) / best_prefill, steps,

@@ -3,6 +3,7 @@
 // outputs. Skips without a CUDA device.
 #include "cuda_test_util.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cpu/matmul.h"
 #include "ops/cpu_ops.h"
 
 #include <algorithm>
@@ -14,21 +15,35 @@ using namespace flashmoe::test;
 
 namespace {
 
+// The CUDA tests hold the kernels to the exact fp32 references unless a test chooses int8
+// activations itself (and puts F32 back).
+class ExactActivations : public ::testing::Environment {
+public:
+    void SetUp() override { set_matmul_activations(MatmulActivations::F32); }
+};
+[[maybe_unused]] const auto* const kExactActivations = ::testing::AddGlobalTestEnvironment(new ExactActivations);
+
 // fp32 tolerance for a dot product of length `len`: both sides round along chains of at most len
 // additions; values are compared against the magnitude sum_c |w_c x_c| (+ affine's |bias| terms).
 double dot_bound(int64_t len, double magnitude) { return std::ldexp(1.0, -24) * double(len + 64) * 2.0 * magnitude + 1e-6; }
 
-void check_matmul(const MatrixSpec& spec, int64_t n, std::mt19937_64& rng) {
-    SCOPED_TRACE(spec.name() + " n " + std::to_string(n));
+// act: the activation semantics of the process while the kernel runs and of the reference (int8
+// quantises the same bits on both sides, so the bound stays an fp32 rounding bound; it applies to
+// one token: several tokens always take the exact kernels).
+void check_matmul(const MatrixSpec& spec, int64_t n, std::mt19937_64& rng,
+                  MatmulActivations act = MatmulActivations::F32) {
+    SCOPED_TRACE(spec.name() + " n " + std::to_string(n) + " " + std::string(matmul_activations_name(act)));
     RandomMatrix w(spec, rng);
     Activations x(n, spec.cols, rng);
     std::vector<float> ref(static_cast<size_t>(n * spec.rows));
-    matmul_rows(Isa::Scalar, w.view, x.x, n, ref.data(), 0, spec.rows);
+    matmul_rows(Isa::Scalar, w.view, x.x, n, ref.data(), 0, spec.rows, n == 1 ? act : MatmulActivations::F32);
+    set_matmul_activations(act);
     DeviceData d;
     cuda::DMat dw = d.put(w.view);
     float* dx = static_cast<float*>(d.put_bytes(x.x, size_t(n * spec.cols) * 4));
     float* dy = d.floats(size_t(n * spec.rows));
     cuda::matmul(dw, dx, n, dy, nullptr);
+    set_matmul_activations(MatmulActivations::F32);
     auto got = to_host(dy, ref.size());
     std::vector<float> wrow(static_cast<size_t>(spec.cols));
     for (int64_t r = 0; r < spec.rows; ++r) {
@@ -82,9 +97,34 @@ TEST(CudaKernels, MatmulEveryFormatMatchesScalarReference) {
     check_matmul(MatrixSpec{WeightFormat::Affine, 33, 96, 4, 32, DType::F32, 0}, 2, rng);
 }
 
+// Int8 activations on one token: every register shape, group size and scale type against the CPU's
+// scalar int8 reference (the same quantised activations; the other formats keep the exact path).
+TEST(CudaKernels, MatmulInt8ActivationsMatchScalarReference) {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    SCOPED_TRACE("FLASHMOE_TEST_SEED=" + std::to_string(test_seed()));
+    constexpr auto kInt8 = MatmulActivations::Int8;
+    for (int group : {32, 64, 128}) {
+        for (DType sd : {DType::BF16, DType::F16, DType::F32}) {
+            for (int64_t cols : {512, 1024, 2048, 4096}) {
+                check_matmul(MatrixSpec{WeightFormat::Affine, 37, cols, 4, group, sd, 0}, 1, rng, kInt8);
+                if (cols <= 2048) check_matmul(MatrixSpec{WeightFormat::Affine, 37, cols, 8, group, sd, 0}, 1, rng, kInt8);
+            }
+        }
+    }
+    for (int64_t rows : {1, 3, 517, 12352}) check_matmul(MatrixSpec{WeightFormat::Affine, rows, 2048, 4, 64, DType::BF16, 0}, 1, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 140001, 2048, 4, 64, DType::BF16, 0}, 1, rng, kInt8);
+    // shapes without an int8 path here: the exact kernels
+    check_matmul(MatrixSpec{WeightFormat::Affine, 29, 96, 4, 32, DType::BF16, 0}, 1, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::BF16, 29, 2048, 0, 0, DType::BF16, 0}, 1, rng, kInt8);
+}
+
 // Several matrices of one input in one launch equal one matmul each, bit for bit.
 TEST(CudaKernels, MatmulMultiEqualsSeparateMatmuls) {
     SKIP_WITHOUT_CUDA();
+    for (auto act : {MatmulActivations::F32, MatmulActivations::Int8}) {
+    SCOPED_TRACE(std::string(matmul_activations_name(act)));
+    set_matmul_activations(act);
     std::mt19937_64 rng(test_seed());
     const int64_t cols = 2048;
     std::vector<std::unique_ptr<RandomMatrix>> ms;
@@ -116,6 +156,9 @@ TEST(CudaKernels, MatmulMultiEqualsSeparateMatmuls) {
             ASSERT_EQ(a[r], b[r]) << "matrix " << i << " row " << r;
         }
     }
+    }
+    set_matmul_activations(MatmulActivations::F32);
+    std::mt19937_64 rng(test_seed());
     check_matmul(MatrixSpec{WeightFormat::Affine, 515, 512, 4, 64, DType::BF16, 0}, 33, rng);
 }
 
@@ -375,10 +418,16 @@ TEST(CudaKernels, ConvAndDeltaNetMatchReference) {
 TEST(CudaKernels, MoeBatchMatchesReference) {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 rng(test_seed());
+    for (auto act : {MatmulActivations::F32, MatmulActivations::Int8})
     for (auto [H, I, n, k, E] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{64, 16, 1, 2, 4},
                                  {2048, 512, 1, 8, 12}, {72, 20, 19, 3, 5}, {256, 64, 40, 4, 6},
                                  {512, 1024, 1, 4, 9}, {4096, 512, 1, 3, 4}}) {
-        SCOPED_TRACE("H " + std::to_string(H) + " n " + std::to_string(n));
+        SCOPED_TRACE("H " + std::to_string(H) + " n " + std::to_string(n) + " " + std::string(matmul_activations_name(act)));
+        set_matmul_activations(act);
+        // int8 applies to one token; the reference quantises the down input it computed itself, which
+        // can round a code differently from the kernel's: a looser bound there
+        const MatmulActivations ref_act = n == 1 ? act : MatmulActivations::F32;
+        const double rel = ref_act == MatmulActivations::Int8 ? 2e-3 : 1e-4;
         std::vector<std::unique_ptr<RandomMatrix>> g, u, dn;
         DeviceData d;
         std::vector<cuda::ExpertJob> jobs;
@@ -441,19 +490,20 @@ TEST(CudaKernels, MoeBatchMatchesReference) {
         for (size_t s = 0; s < chosen.size(); ++s) {
             const int64_t e = chosen[s], t = int64_t(s) / k;
             std::vector<float> gg(static_cast<size_t>(I)), uu(static_cast<size_t>(I)), y(static_cast<size_t>(H));
-            matmul_rows(Isa::Scalar, g[size_t(e)]->view, &x[size_t(t * H)], 1, gg.data(), 0, I);
-            matmul_rows(Isa::Scalar, u[size_t(e)]->view, &x[size_t(t * H)], 1, uu.data(), 0, I);
+            matmul_rows(Isa::Scalar, g[size_t(e)]->view, &x[size_t(t * H)], 1, gg.data(), 0, I, ref_act);
+            matmul_rows(Isa::Scalar, u[size_t(e)]->view, &x[size_t(t * H)], 1, uu.data(), 0, I, ref_act);
             for (int64_t i = 0; i < I; ++i) gg[size_t(i)] = cpu::silu(gg[size_t(i)]) * uu[size_t(i)];
-            matmul_rows(Isa::Scalar, dn[size_t(e)]->view, gg.data(), 1, y.data(), 0, H);
+            matmul_rows(Isa::Scalar, dn[size_t(e)]->view, gg.data(), 1, y.data(), 0, H, ref_act);
             double mag = 0;
             for (float v : y) mag = std::max(mag, double(std::fabs(v)));
             for (int64_t r = 0; r < H; ++r) {
                 const float want = y[size_t(r)] * wts[s];
-                ASSERT_NEAR(got[s * size_t(H) + size_t(r)], want, 1e-4 * (mag + 1) * std::fabs(wts[s]) + 1e-6)
+                ASSERT_NEAR(got[s * size_t(H) + size_t(r)], want, rel * (mag + 1) * std::fabs(wts[s]) + 1e-6)
                     << "slot " << s << " row " << r;
             }
         }
     }
+    set_matmul_activations(MatmulActivations::F32);
 }
 
 }  // namespace

@@ -111,19 +111,19 @@ bool has_vnni() {
     return vnni;
 }
 
-// FLASHMOE_MATMUL_ACT=f32|int8 at start-up; unset: int8 where the CPU has the int8 kernels.
-MatmulActivations initial_activations() {
+// The chosen mode: FLASHMOE_MATMUL_ACT=f32|int8 at start-up, later set_matmul_activations; -1 while
+// none was chosen (each backend then takes its best).
+int initial_activations() {
     const char* env = std::getenv("FLASHMOE_MATMUL_ACT");
-    if (env == nullptr || *env == '\0')
-        return int8_activations_available() ? MatmulActivations::Int8 : MatmulActivations::F32;
+    if (env == nullptr || *env == '\0') return -1;
     MatmulActivations mode;
     if (!parse_matmul_activations(env, &mode))
         fail(ErrorKind::BadInput, "FLASHMOE_MATMUL_ACT={}: expected f32 or int8", env);
-    return mode;
+    return int(mode);
 }
 
 std::atomic<int>& activations_state() {
-    static std::atomic<int> mode{int(initial_activations())};
+    static std::atomic<int> mode{initial_activations()};
     return mode;
 }
 
@@ -167,7 +167,13 @@ Isa active_isa() {
 
 bool int8_activations_available() { return active_isa() == Isa::Avx512 && has_vnni(); }
 
-MatmulActivations matmul_activations() { return MatmulActivations(activations_state().load(std::memory_order_relaxed)); }
+MatmulActivations matmul_activations() { return matmul_activations_for(int8_activations_available()); }
+
+MatmulActivations matmul_activations_for(bool backend_has_int8) {
+    const int chosen = activations_state().load(std::memory_order_relaxed);
+    if (chosen >= 0) return MatmulActivations(chosen);
+    return backend_has_int8 ? MatmulActivations::Int8 : MatmulActivations::F32;
+}
 
 void set_matmul_activations(MatmulActivations mode) {
     activations_state().store(int(mode), std::memory_order_relaxed);

@@ -43,6 +43,9 @@ enum class MatmulActivations { F32, Int8 };
 bool int8_activations_available();
 // The mode matmul uses now: FLASHMOE_MATMUL_ACT if set, else Int8 when available, else F32.
 MatmulActivations matmul_activations();
+// The mode for a backend that has (or lacks) int8 kernels of its own, such as the CUDA one: the
+// mode chosen by FLASHMOE_MATMUL_ACT or set_matmul_activations, else Int8 where it has them.
+MatmulActivations matmul_activations_for(bool backend_has_int8);
 // Thread-safe; takes effect from the next matmul call. Int8 on a CPU without the int8 kernels
 // (int8_activations_available() == false) runs the exact kernels, except under FLASHMOE_ISA=scalar,
 // which runs the scalar int8 reference.

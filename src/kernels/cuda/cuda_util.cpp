@@ -1,5 +1,6 @@
 #include "kernels/cuda/cuda_util.h"
 
+#include "kernels/cpu/matmul.h"
 #include "util/error.h"
 
 #include <array>
@@ -32,6 +33,8 @@ bool pdl_enabled() {
     }
     return v == 2;
 }
+
+bool cuda_int8_activations() { return matmul_activations_for(true) == MatmulActivations::Int8; }
 
 int device_count() {
     int n = 0;

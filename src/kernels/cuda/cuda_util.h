@@ -33,6 +33,11 @@ namespace flashmoe::cuda {
 // unless FLASHMOE_CUDA_PDL=0); see kernels/cuda/launch.cuh.
 bool pdl_enabled();
 
+// Whether the single-token weight products quantise their activations to int8 (the CPU's
+// MatmulActivations::Int8 semantics): matmul_activations_for(true), i.e. the process's chosen mode,
+// else int8. Read at launch time (a captured graph keeps the mode it was captured with).
+bool cuda_int8_activations();
+
 // Number of usable CUDA devices; 0 when there is no driver or no device (never throws).
 int device_count();
 

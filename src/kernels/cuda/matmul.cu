@@ -188,30 +188,11 @@ __device__ __forceinline__ float code_f(uint32_t v, uint32_t sel) {
     return __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7440u | sel)) - 8388608.0f;
 }
 
+// How a lane reads its share of a weight row: L lanes a row, CH 16-byte chunks a lane.
 template <int BITS, int L, int CH>
-struct Gemv {
+struct GemvRows {
     static constexpr int kCpc = 128 / BITS;  // columns per 16-byte chunk
     static constexpr int kRpw = 32 / L;       // rows a warp works on at once
-    float x[CH * kCpc];
-    float sx[CH];
-
-    __device__ __forceinline__ void load_x(const float* xrow, int li) {
-#pragma unroll
-        for (int ch = 0; ch < CH; ++ch) {
-            const float4* p = reinterpret_cast<const float4*>(xrow + int64_t(ch * L + li) * kCpc);
-            float s = 0;
-#pragma unroll
-            for (int v = 0; v < kCpc / 4; ++v) {
-                const float4 f = p[v];
-                x[ch * kCpc + 4 * v] = f.x;
-                x[ch * kCpc + 4 * v + 1] = f.y;
-                x[ch * kCpc + 4 * v + 2] = f.z;
-                x[ch * kCpc + 4 * v + 3] = f.w;
-                s += (f.x + f.y) + (f.z + f.w);
-            }
-            sx[ch] = s;
-        }
-    }
 
     struct Row {
         uint4 q[CH];
@@ -238,6 +219,35 @@ struct Gemv {
             row.b[ch] = load_scale(w.biases, w.scale_dtype, g);
         }
     }
+};
+
+// The fp32 dot products: the lane's columns of x in registers.
+template <int BITS, int L, int CH>
+struct Gemv : GemvRows<BITS, L, CH> {
+    using Base = GemvRows<BITS, L, CH>;
+    using typename Base::Row;
+    using Base::kCpc;
+    float x[CH * kCpc];
+    float sx[CH];
+
+    __device__ __forceinline__ void load_x(const float* xrow, int li) {
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch) {
+            const float4* p = reinterpret_cast<const float4*>(xrow + int64_t(ch * L + li) * kCpc);
+            float s = 0;
+#pragma unroll
+            for (int v = 0; v < kCpc / 4; ++v) {
+                const float4 f = p[v];
+                x[ch * kCpc + 4 * v] = f.x;
+                x[ch * kCpc + 4 * v + 1] = f.y;
+                x[ch * kCpc + 4 * v + 2] = f.z;
+                x[ch * kCpc + 4 * v + 3] = f.w;
+                s += (f.x + f.y) + (f.z + f.w);
+            }
+            sx[ch] = s;
+        }
+    }
+
 
     // The full dot product (reduced over the row's L lanes; every lane of the group gets it).
     __device__ __forceinline__ float dot(const Row& row) const {
@@ -273,6 +283,115 @@ struct Gemv {
     }
 };
 
+// ---- int8 activations (MatmulActivations::Int8) for the single-token products ----
+//
+// The CPU's semantics (kernels/cpu/matmul.h): per weight group of G columns d = max|x| / 127 and
+// xq = rint(x * 127 / max|x|) in [-127, 127]; y = sum s d idot + b d isum with exact integer dot
+// products (dp4a) and fp32 elsewhere, here per 16-byte chunk (a group or part of one: the same terms,
+// summed in another order). A block quantises its input into shared memory once (the same bits as
+// the CPU's quantisation); each lane then keeps its chunks' codes in registers, a quarter of the
+// fp32 path's, for every row it visits.
+
+constexpr int kQ8MaxCols = 4096;
+
+struct Q8Input {
+    uint32_t xq[kQ8MaxCols / 4];  // per 8 columns two words: 4-bit weights the even then the odd
+                                  // columns' codes (the nibble order), 8-bit weights in column order
+    float d[kQ8MaxCols / 16];     // per chunk of the weights: its group's d
+    float isd[kQ8MaxCols / 16];   // per chunk: d * the sum of its codes
+};
+
+__device__ __forceinline__ uint32_t pack_s8(int a, int b, int c, int d) {
+    return (uint32_t(a) & 0xffu) | (uint32_t(b) & 0xffu) << 8 | (uint32_t(c) & 0xffu) << 16 | uint32_t(d) << 24;
+}
+
+// x [cols] into `in` for BITS-bit weights with groups of `group` columns (cols a multiple of 256,
+// at most kQ8MaxCols; group a power of two from 16 to 256). Every thread of the block calls it.
+template <int BITS>
+__device__ void quantize_q8(const float* x, int64_t cols, int group, Q8Input& in) {
+    constexpr int kTpc = 128 / BITS / 8;  // threads (8 columns each) per chunk
+    const int tpg = group / 8;            // threads per group
+    for (int64_t c8 = threadIdx.x; c8 < cols / 8; c8 += blockDim.x) {  // whole warps (cols % 256 == 0)
+        const float4 a = reinterpret_cast<const float4*>(x)[2 * c8], b = reinterpret_cast<const float4*>(x)[2 * c8 + 1];
+        const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+        float amax = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(v[e]));
+        for (int o = 1; o < tpg; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int q[8], sum = 0;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+            q[e] = int(fminf(fmaxf(rintf(v[e] * inv), -127.0f), 127.0f));
+            sum += q[e];
+        }
+        in.xq[2 * c8] = BITS == 4 ? pack_s8(q[0], q[2], q[4], q[6]) : pack_s8(q[0], q[1], q[2], q[3]);
+        in.xq[2 * c8 + 1] = BITS == 4 ? pack_s8(q[1], q[3], q[5], q[7]) : pack_s8(q[4], q[5], q[6], q[7]);
+#pragma unroll
+        for (int o = 1; o < kTpc; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (c8 % kTpc == 0) {
+            const float d = amax / 127.0f;
+            in.d[c8 / kTpc] = d;
+            in.isd[c8 / kTpc] = d * float(sum);
+        }
+    }
+    __syncthreads();
+}
+
+__device__ __forceinline__ int dp4a_us(uint32_t a, uint32_t b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+template <int BITS, int L, int CH>
+struct GemvQ8 : GemvRows<BITS, L, CH> {
+    using Base = GemvRows<BITS, L, CH>;
+    using typename Base::Row;
+    static constexpr int kWords = 128 / BITS / 4;  // words of codes of x per chunk
+    uint32_t xq[CH][kWords];
+    float d[CH], isd[CH];
+
+    __device__ __forceinline__ void load_x(const Q8Input& in, int li) {
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch) {
+            const int chunk = ch * L + li;
+#pragma unroll
+            for (int w = 0; w < kWords; w += 4) {
+                const uint4 v = *reinterpret_cast<const uint4*>(&in.xq[chunk * kWords + w]);
+                xq[ch][w] = v.x;
+                xq[ch][w + 1] = v.y;
+                xq[ch][w + 2] = v.z;
+                xq[ch][w + 3] = v.w;
+            }
+            d[ch] = in.d[chunk];
+            isd[ch] = in.isd[chunk];
+        }
+    }
+
+    __device__ __forceinline__ float dot(const Row& row) const {
+        float acc = 0;
+#pragma unroll
+        for (int ch = 0; ch < CH; ++ch) {
+            const uint32_t wq[4] = {row.q[ch].x, row.q[ch].y, row.q[ch].z, row.q[ch].w};
+            int idot = 0;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (BITS == 4) {
+                    idot = __dp4a(int(wq[i] & 0x0F0F0F0Fu), int(xq[ch][2 * i]), idot);
+                    idot = __dp4a(int((wq[i] >> 4) & 0x0F0F0F0Fu), int(xq[ch][2 * i + 1]), idot);
+                } else {
+                    idot = dp4a_us(wq[i], xq[ch][i], idot);
+                }
+            }
+            acc = fmaf(row.s[ch] * d[ch], float(idot), fmaf(row.b[ch], isd[ch], acc));
+        }
+#pragma unroll
+        for (int o = L / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        return acc;
+    }
+};
+
 // Shapes with a fast single-token path: (bits, lanes per row, chunks per lane) as one small code.
 enum GemvShape : int { kGemvNone = 0, kG4L16C1, kG4L32C1, kG4L32C2, kG4L32C4, kG8L32C1, kG8L32C2, kG8L32C4 };
 
@@ -295,6 +414,11 @@ __host__ __device__ inline int gemv_shape(const DMat& w) {
     return kGemvNone;
 }
 
+// Whether the int8-activation path takes w (a register shape, groups of at most 256 columns).
+__host__ __device__ inline bool q8_ok(const DMat& w) {
+    return gemv_shape(w) != kGemvNone && w.group <= 256 && w.cols % 256 == 0 && w.cols <= kQ8MaxCols;
+}
+
 // Rows a warp works on at once for a shape.
 __host__ __device__ inline int gemv_rpw(int shape) { return shape == kG4L16C1 ? 2 : 1; }
 
@@ -312,10 +436,10 @@ struct GemvBatch {
 // before any is used (loads in flight hide the memory latency). After each batch every lane calls
 // store(rs, it, v): v[u] is the dot product of row rs + u * kRpw + lane / L (valid where
 // it + u < sets and the row exists), the same on the row's L lanes.
-template <int BITS, int L, int CH, int NB, class Store>
-__device__ __forceinline__ void gemv_sets(const DMat& w, const Gemv<BITS, L, CH>& g, int64_t rs0, int sets,
-                                          Store store, int64_t gpr = -1) {
-    using G = Gemv<BITS, L, CH>;
+template <class G, int NB, class Store>
+__device__ __forceinline__ void gemv_sets(const DMat& w, const G& g, int64_t rs0, int sets, Store store,
+                                          int64_t gpr = -1) {
+    constexpr int L = 32 / G::kRpw;
     const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
     if (gpr < 0) gpr = w.cols >> (__ffs(w.group) - 1);
     for (int it = 0; it < sets; it += NB) {
@@ -360,7 +484,7 @@ __device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* 
     const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
     G g;
     g.load_x(x, li);
-    gemv_sets<BITS, L, CH, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float (&v)[NB]) {
+    gemv_sets<G, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float (&v)[NB]) {
 #pragma unroll
         for (int u = 0; u < NB; ++u) {
             const int64_t r = rs + u * G::kRpw + sub;
@@ -391,7 +515,7 @@ __device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, 
     const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
     G g;
     g.load_x(x + h * half, li);
-    gemv_sets<BITS, L, CH, NB>(
+    gemv_sets<G, NB>(
         v, g, rs0, rpw_iters,
         [&](int64_t rs, int it, const float (&val)[NB]) {
             if (h == 1 && li == 0) {
@@ -423,11 +547,44 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) gemv_batch_kernel(Gemv
     else gemv_warp<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
 }
 
-// Row-sets per warp: about one wave of warps on the chip (132 SMs x 16 warps), at most 16 each, a
+// One warp's row-sets of w with int8 activations (`in`: x quantised by the whole block).
+template <int BITS, int L, int CH>
+__device__ __forceinline__ void gemv_q8_warp(const DMat& w, const Q8Input& in, float* y, int64_t warp, int rpw_iters) {
+    using G = GemvQ8<BITS, L, CH>;
+    constexpr int NB = CH >= 4 ? 1 : CH >= 2 ? 2 : 4;
+    const int64_t rs0 = warp * G::kRpw * rpw_iters;
+    if (rs0 >= w.rows) return;
+    const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
+    G g;
+    g.load_x(in, li);
+    gemv_sets<G, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float (&v)[NB]) {
+#pragma unroll
+        for (int u = 0; u < NB; ++u) {
+            const int64_t r = rs + u * G::kRpw + sub;
+            if (li == 0 && it + u < rpw_iters && r < w.rows) y[r] = v[u];
+        }
+    });
+}
+
+// Matrices of one shape and group size, q8_ok, one launch (as gemv_batch_kernel; whole rows).
+template <int BITS, int L, int CH>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, 3) gemv_q8_kernel(GemvBatch b, const float* x) {
+    __shared__ __align__(16) Q8Input in;
+    int m = 0;
+    while (m + 1 < b.count && int(blockIdx.x) >= b.first_block[m + 1]) ++m;
+    const int64_t warp = int64_t(blockIdx.x - b.first_block[m]) * kWarpsPerBlock + threadIdx.x / 32;
+    gemv_prefetch<BITS, L, CH>(b.w[m], warp, b.rows_per_warp, false);
+    pdl_wait();
+    pdl_trigger();
+    quantize_q8<BITS>(x, b.w[m].cols, b.w[m].group, in);
+    gemv_q8_warp<BITS, L, CH>(b.w[m], in, b.y[m], warp, b.rows_per_warp);
+}
+
+// Row-sets per warp: about one wave of warps on the chip (132 SMs x 16 or 24 warps), at most 16 each, a
 // multiple of 4 above 4 (the loads are issued 4 row-sets at a time).
-int gemv_rows_per_warp(int64_t rows, int rpw) {
-    const int64_t sets = (rows + rpw - 1) / rpw;
-    int64_t r = std::clamp<int64_t>((sets + 132 * 16 - 1) / (132 * 16), 1, 16);
+int gemv_rows_per_warp(int64_t rows, int rpw, int warps_per_sm = 16) {
+    const int64_t sets = (rows + rpw - 1) / rpw, wave = 132 * warps_per_sm;
+    int64_t r = std::clamp<int64_t>((sets + wave - 1) / wave, 1, 16);
     if (r > 4) r = (r + 3) / 4 * 4;
     return int(r);
 }
@@ -438,56 +595,67 @@ int gemv_rows_per_warp(int64_t rows, int rpw) {
 // for the shapes it takes, else row_dot<1>. `ids` == nullptr: jobs are host-grouped, one slot each
 // (slot = slots[job.slot_begin]); else slot = blockIdx.y and the job is table[ids[slot]].
 
-template <int BITS, int L, int CH>
-__device__ __forceinline__ void gate_up_warp(const ExpertJob& job, const float* x, float* act, int64_t inter,
-                                             int64_t warp, int rpw_iters) {
-    using G = Gemv<BITS, L, CH>;
-    const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
-    const int64_t rs0 = warp * G::kRpw * rpw_iters;
-    if (rs0 >= inter) return;
-    for (int it = 0; it < rpw_iters; ++it) {  // the warp's rows into L2 up front
-        const int64_t r = rs0 + int64_t(it) * G::kRpw + sub;
-        if (r < inter) {
-            G::prefetch_row(job.gate, r, li);
-            G::prefetch_row(job.up, r, li);
-        }
-    }
-    G g;
-    g.load_x(x, li);
-    constexpr int NB = 1;  // a row-set of gate and one of up loaded together
-    for (int it = 0; it < rpw_iters; it += NB) {
-        const int64_t rs = rs0 + int64_t(it) * G::kRpw;
-        if (rs >= inter) return;
-        typename G::Row rg[NB], ru[NB];
-#pragma unroll
-        for (int u = 0; u < NB; ++u) {
-            const int64_t r = min(rs + u * G::kRpw + sub, inter - 1);
-            G::load_row(job.gate, r, li, rg[u], job.gate.cols >> (__ffs(job.gate.group) - 1));
-            G::load_row(job.up, r, li, ru[u], job.up.cols >> (__ffs(job.up.group) - 1));
-        }
-#pragma unroll
-        for (int u = 0; u < NB; ++u) {
-            const float gv = g.dot(rg[u]), uv = g.dot(ru[u]);
-            const int64_t r = rs + u * G::kRpw + sub;
-            if (li == 0 && it + u < rpw_iters && r < inter) act[r] = silu(gv) * uv;
-        }
-    }
-}
-
-template <int BITS, int L, int CH>
-__device__ __forceinline__ void down_warp(const DMat& w, const float* a, float wt, float* out, int64_t warp,
-                                          int rpw_iters) {
-    using G = Gemv<BITS, L, CH>;
-    const int64_t rs0 = warp * G::kRpw * rpw_iters;
-    if (rs0 >= w.rows) return;
-    const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
+// This warp's rows of an expert matrix (or of gate and up) into L2 before it waits on them.
+template <class G>
+__device__ __forceinline__ void prefetch_rows(const DMat& w, int64_t rs0, int rpw_iters, int li, int sub) {
     for (int it = 0; it < rpw_iters; ++it) {
         const int64_t r = rs0 + int64_t(it) * G::kRpw + sub;
         if (r < w.rows) G::prefetch_row(w, r, li);
     }
+}
+
+// act[r] = silu(gate_r x) * (up_r x) for this warp's row-sets; g holds x (fp32 or int8).
+template <class G>
+__device__ __forceinline__ void gate_up_rows(const ExpertJob& job, const G& g, float* act, int64_t inter, int64_t rs0,
+                                             int rpw_iters) {
+    constexpr int L = 32 / G::kRpw;
+    const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
+    for (int it = 0; it < rpw_iters; ++it) {  // a row-set of gate and one of up loaded together
+        const int64_t rs = rs0 + int64_t(it) * G::kRpw;
+        if (rs >= inter) return;
+        typename G::Row rg, ru;
+        const int64_t r = min(rs + sub, inter - 1);
+        G::load_row(job.gate, r, li, rg, job.gate.cols >> (__ffs(job.gate.group) - 1));
+        G::load_row(job.up, r, li, ru, job.up.cols >> (__ffs(job.up.group) - 1));
+        const float gv = g.dot(rg), uv = g.dot(ru);
+        if (li == 0 && rs + sub < inter) act[rs + sub] = silu(gv) * uv;
+    }
+}
+
+template <int BITS, int L, int CH, bool Q8>
+__device__ __forceinline__ void gate_up_warp(const ExpertJob& job, const float* x, float* act, int64_t inter,
+                                             int64_t warp, int rpw_iters, Q8Input* in) {
+    using G = std::conditional_t<Q8, GemvQ8<BITS, L, CH>, Gemv<BITS, L, CH>>;
+    const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
+    const int64_t rs0 = warp * G::kRpw * rpw_iters;
+    prefetch_rows<G>(job.gate, rs0, rpw_iters, li, sub);
+    prefetch_rows<G>(job.up, rs0, rpw_iters, li, sub);
     G g;
-    g.load_x(a, li);
-    gemv_sets<BITS, L, CH, 2>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float (&v)[2]) {
+    if constexpr (Q8) {
+        quantize_q8<BITS>(x, job.gate.cols, job.gate.group, *in);  // the whole block
+        g.load_x(*in, li);
+    } else {
+        g.load_x(x, li);
+    }
+    gate_up_rows(job, g, act, inter, rs0, rpw_iters);
+}
+
+template <int BITS, int L, int CH, bool Q8>
+__device__ __forceinline__ void down_warp(const DMat& w, const float* a, float wt, float* out, int64_t warp,
+                                          int rpw_iters, Q8Input* in) {
+    using G = std::conditional_t<Q8, GemvQ8<BITS, L, CH>, Gemv<BITS, L, CH>>;
+    const int64_t rs0 = warp * G::kRpw * rpw_iters;
+    const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
+    prefetch_rows<G>(w, rs0, rpw_iters, li, sub);
+    G g;
+    if constexpr (Q8) {
+        quantize_q8<BITS>(a, w.cols, w.group, *in);  // the whole block
+        g.load_x(*in, li);
+    } else {
+        g.load_x(a, li);
+    }
+    if (rs0 >= w.rows) return;
+    gemv_sets<G, 2>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float (&v)[2]) {
 #pragma unroll
         for (int u = 0; u < 2; ++u) {
             const int64_t r = rs + u * G::kRpw + sub;
@@ -499,20 +667,28 @@ __device__ __forceinline__ void down_warp(const DMat& w, const float* a, float w
 constexpr int kGateUpRowsPerWarp = 2;  // rows of gate and of up
 constexpr int kDownRowsPerWarp = 4;
 
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+// The slot and job of this block (see above).
+__device__ __forceinline__ const ExpertJob* expert_job(const ExpertJob* jobs, const int32_t* ids,
+                                                      const int32_t* slots, int64_t& slot) {
+    if (ids) {
+        slot = blockIdx.y;
+        return &jobs[ids[slot]];
+    }
+    slot = slots[jobs[blockIdx.y].slot_begin];
+    return &jobs[blockIdx.y];
+}
+
+// Q8: int8 activations where the matrices take them (q8_ok), the fp32 path otherwise.
+template <bool Q8>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, Q8 ? 3 : 2)
     moe_gate_up_one_kernel(const ExpertJob* jobs, const int32_t* ids, const int32_t* slots, int64_t k, const float* x,
                            int64_t hidden, float* act, int64_t inter) {
+    __shared__ __align__(16) std::conditional_t<Q8, Q8Input, char> q8_smem;
+    Q8Input* q8_in = Q8 ? reinterpret_cast<Q8Input*>(&q8_smem) : nullptr;
     pdl_wait();
     pdl_trigger();
     int64_t slot;
-    const ExpertJob* job;
-    if (ids) {
-        slot = blockIdx.y;
-        job = &jobs[ids[slot]];
-    } else {
-        job = &jobs[blockIdx.y];
-        slot = slots[job->slot_begin];
-    }
+    const ExpertJob* job = expert_job(jobs, ids, slots, slot);
     const float* xr = x + (slot / k) * hidden;
     float* ar = act + slot * inter;
     const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
@@ -523,12 +699,25 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
                 min(share, dw.rows * dw.row_bytes - int64_t(blockIdx.x) * share), threadIdx.x, blockDim.x);
     const int shape = gemv_shape(job->gate);
     if (shape != kGemvNone && shape == gemv_shape(job->up)) {
-        switch (shape) {
-            case kG4L16C1: gate_up_warp<4, 16, 1>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp / 2); return;
-            case kG4L32C1: gate_up_warp<4, 32, 1>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp); return;
-            case kG4L32C2: gate_up_warp<4, 32, 2>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp); return;
-            case kG8L32C2: gate_up_warp<8, 32, 2>(*job, xr, ar, inter, warp, kGateUpRowsPerWarp); return;
-            default: break;
+        constexpr int R = kGateUpRowsPerWarp;
+        if constexpr (Q8) {  // the int8 path where it applies, else the generic one (fewer registers)
+            if (q8_ok(job->gate) && job->gate.group == job->up.group) {
+                switch (shape) {
+                    case kG4L16C1: gate_up_warp<4, 16, 1, true>(*job, xr, ar, inter, warp, R / 2, q8_in); return;
+                    case kG4L32C1: gate_up_warp<4, 32, 1, true>(*job, xr, ar, inter, warp, R, q8_in); return;
+                    case kG4L32C2: gate_up_warp<4, 32, 2, true>(*job, xr, ar, inter, warp, R, q8_in); return;
+                    case kG8L32C2: gate_up_warp<8, 32, 2, true>(*job, xr, ar, inter, warp, R, q8_in); return;
+                    default: break;
+                }
+            }
+        } else {
+            switch (shape) {
+                case kG4L16C1: gate_up_warp<4, 16, 1, false>(*job, xr, ar, inter, warp, R / 2, q8_in); return;
+                case kG4L32C1: gate_up_warp<4, 32, 1, false>(*job, xr, ar, inter, warp, R, q8_in); return;
+                case kG4L32C2: gate_up_warp<4, 32, 2, false>(*job, xr, ar, inter, warp, R, q8_in); return;
+                case kG8L32C2: gate_up_warp<8, 32, 2, false>(*job, xr, ar, inter, warp, R, q8_in); return;
+                default: break;
+            }
         }
     }
     // generic: one warp per row, rows of this block's share
@@ -542,30 +731,39 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     }
 }
 
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+template <bool Q8>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, Q8 ? 3 : 2)
     moe_down_one_kernel(const ExpertJob* jobs, const int32_t* ids, const int32_t* slots, const float* act,
                         int64_t inter, const float* weights, float* routed, int64_t hidden) {
+    __shared__ __align__(16) std::conditional_t<Q8, Q8Input, char> q8_smem;
+    Q8Input* q8_in = Q8 ? reinterpret_cast<Q8Input*>(&q8_smem) : nullptr;
     pdl_wait();
     pdl_trigger();
     int64_t slot;
-    const ExpertJob* job;
-    if (ids) {
-        slot = blockIdx.y;
-        job = &jobs[ids[slot]];
-    } else {
-        job = &jobs[blockIdx.y];
-        slot = slots[job->slot_begin];
-    }
+    const ExpertJob* job = expert_job(jobs, ids, slots, slot);
     const float* ar = act + slot * inter;
     float* out = routed + slot * hidden;
     const float wt = weights[slot];
     const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-    switch (gemv_shape(job->down)) {
-        case kG4L16C1: down_warp<4, 16, 1>(job->down, ar, wt, out, warp, kDownRowsPerWarp / 2); return;
-        case kG4L32C1: down_warp<4, 32, 1>(job->down, ar, wt, out, warp, kDownRowsPerWarp); return;
-        case kG4L32C2: down_warp<4, 32, 2>(job->down, ar, wt, out, warp, kDownRowsPerWarp); return;
-        case kG8L32C2: down_warp<8, 32, 2>(job->down, ar, wt, out, warp, kDownRowsPerWarp); return;
-        default: break;
+    constexpr int R = kDownRowsPerWarp;
+    if constexpr (Q8) {  // the int8 path where it applies, else the generic one (fewer registers)
+        if (q8_ok(job->down)) {
+            switch (gemv_shape(job->down)) {
+                case kG4L16C1: down_warp<4, 16, 1, true>(job->down, ar, wt, out, warp, R / 2, q8_in); return;
+                case kG4L32C1: down_warp<4, 32, 1, true>(job->down, ar, wt, out, warp, R, q8_in); return;
+                case kG4L32C2: down_warp<4, 32, 2, true>(job->down, ar, wt, out, warp, R, q8_in); return;
+                case kG8L32C2: down_warp<8, 32, 2, true>(job->down, ar, wt, out, warp, R, q8_in); return;
+                default: break;
+            }
+        }
+    } else {
+        switch (gemv_shape(job->down)) {
+            case kG4L16C1: down_warp<4, 16, 1, false>(job->down, ar, wt, out, warp, R / 2, q8_in); return;
+            case kG4L32C1: down_warp<4, 32, 1, false>(job->down, ar, wt, out, warp, R, q8_in); return;
+            case kG4L32C2: down_warp<4, 32, 2, false>(job->down, ar, wt, out, warp, R, q8_in); return;
+            case kG8L32C2: down_warp<8, 32, 2, false>(job->down, ar, wt, out, warp, R, q8_in); return;
+            default: break;
+        }
     }
     const int lane = threadIdx.x & 31;
     for (int64_t r = warp * kDownRowsPerWarp; r < hidden && r < (warp + 1) * kDownRowsPerWarp; ++r) {
@@ -575,7 +773,6 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         if (lane == 0) out[r] = y[0] * wt;
     }
 }
-
 
 template <int NT>
 __global__ void moe_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, int64_t k, const float* x,
@@ -902,6 +1099,10 @@ dim3 gate_up_one_grid(int64_t intermediate, int64_t slots) {
     constexpr int64_t rows = kWarpsPerBlock * kGateUpRowsPerWarp;
     return dim3(unsigned((intermediate + rows - 1) / rows), unsigned(slots));
 }
+// The single-token expert kernels of the process's activation mode.
+auto gate_up_one_kernel() { return cuda_int8_activations() ? moe_gate_up_one_kernel<true> : moe_gate_up_one_kernel<false>; }
+auto down_one_kernel() { return cuda_int8_activations() ? moe_down_one_kernel<true> : moe_down_one_kernel<false>; }
+
 dim3 down_one_grid(int64_t hidden, int64_t slots) {
     constexpr int64_t rows = kWarpsPerBlock * kDownRowsPerWarp;
     return dim3(unsigned((hidden + rows - 1) / rows), unsigned(slots));
@@ -938,12 +1139,53 @@ MmaIo prepare(const float* x, int64_t n, int64_t K, cudaStream_t stream) {
     return io;
 }
 
+// Consecutive q8_ok matrices of one shape and group size from w[i] in one launch; returns the next i.
+int gemv_q8(const DMat* const* w, float* const* y, int i, int count, const float* x, cudaStream_t stream) {
+    const int shape = gemv_shape(*w[i]);
+    const int rpw = gemv_rpw(shape);
+    GemvBatch b;
+    int64_t total_rows = 0;
+    int j = i;
+    for (; j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && q8_ok(*w[j]) && gemv_shape(*w[j]) == shape &&
+           w[j]->group == w[i]->group;
+         ++j)
+        total_rows += w[j]->rows;
+    b.count = j - i;
+    b.rows_per_warp = gemv_rows_per_warp(total_rows, rpw, 24);
+    const int64_t rows_per_block = int64_t(kWarpsPerBlock) * rpw * b.rows_per_warp;
+    int blocks = 0;
+    for (int m = 0; m < b.count; ++m) {
+        b.w[m] = *w[i + m];
+        b.y[m] = y[i + m];
+        b.first_block[m] = blocks;
+        blocks += int((w[i + m]->rows + rows_per_block - 1) / rows_per_block);
+    }
+    b.first_block[b.count] = blocks;
+    void (*kernel)(GemvBatch, const float*) = nullptr;
+    switch (shape) {
+        case kG4L16C1: kernel = gemv_q8_kernel<4, 16, 1>; break;
+        case kG4L32C1: kernel = gemv_q8_kernel<4, 32, 1>; break;
+        case kG4L32C2: kernel = gemv_q8_kernel<4, 32, 2>; break;
+        case kG4L32C4: kernel = gemv_q8_kernel<4, 32, 4>; break;
+        case kG8L32C1: kernel = gemv_q8_kernel<8, 32, 1>; break;
+        case kG8L32C2: kernel = gemv_q8_kernel<8, 32, 2>; break;
+        default: kernel = gemv_q8_kernel<8, 32, 4>; break;
+    }
+    launch("gemv_q8_kernel", kernel, unsigned(blocks), kWarpsPerBlock * 32, 0, stream, b, x);
+    return j;
+}
+
 }  // namespace
 
 void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, cudaStream_t stream) {
     // Consecutive matrices of one fast shape share a launch; the others run on their own.
+    const bool int8 = cuda_int8_activations();
     int i = 0;
     while (i < count) {
+        if (int8 && w[i]->rows > 0 && q8_ok(*w[i])) {
+            i = gemv_q8(w, y, i, count, x, stream);
+            continue;
+        }
         const int shape = gemv_shape(*w[i]);
         if (shape == kGemvNone || w[i]->rows == 0) {
             if (w[i]->rows > 0) {
@@ -1016,7 +1258,7 @@ void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaSt
 void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream) {
     if (b.njobs == 0) return;
     if (b.max_count == 1 && b.tokens == 1) {
-        launch("moe_gate_up_one_kernel", moe_gate_up_one_kernel, gate_up_one_grid(b.intermediate, b.njobs),
+        launch("moe_gate_up_one_kernel", gate_up_one_kernel(), gate_up_one_grid(b.intermediate, b.njobs),
                kWarpsPerBlock * 32, 0, stream, b.jobs, nullptr, b.slots, b.k, x, b.hidden, act, b.intermediate);
         return;
     } else {
@@ -1048,7 +1290,7 @@ void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t str
 void moe_down(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream) {
     if (b.njobs == 0) return;
     if (b.max_count == 1 && b.tokens == 1) {
-        launch("moe_down_one_kernel", moe_down_one_kernel, down_one_grid(b.hidden, b.njobs), kWarpsPerBlock * 32, 0,
+        launch("moe_down_one_kernel", down_one_kernel(), down_one_grid(b.hidden, b.njobs), kWarpsPerBlock * 32, 0,
                stream, b.jobs, nullptr, b.slots, act, b.intermediate, weights, routed, b.hidden);
         return;
     } else {
@@ -1076,14 +1318,14 @@ void moe_down(const MoeBatch& b, const float* act, const float* weights, float* 
 void moe_gate_up_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t k, int64_t hidden,
                         int64_t intermediate, const float* x, float* act, cudaStream_t stream) {
     if (slots <= 0) return;
-    launch("moe_gate_up_one_kernel", moe_gate_up_one_kernel, gate_up_one_grid(intermediate, slots), kWarpsPerBlock * 32,
+    launch("moe_gate_up_one_kernel", gate_up_one_kernel(), gate_up_one_grid(intermediate, slots), kWarpsPerBlock * 32,
            0, stream, table, ids, nullptr, k, x, hidden, act, intermediate);
 }
 
 void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden, int64_t intermediate,
                      const float* act, const float* weights, float* routed, cudaStream_t stream) {
     if (slots <= 0) return;
-    launch("moe_down_one_kernel", moe_down_one_kernel, down_one_grid(hidden, slots), kWarpsPerBlock * 32, 0, stream,
+    launch("moe_down_one_kernel", down_one_kernel(), down_one_grid(hidden, slots), kWarpsPerBlock * 32, 0, stream,
            table, ids, nullptr, act, intermediate, weights, routed, hidden);
 }
 

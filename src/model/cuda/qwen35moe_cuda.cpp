@@ -387,7 +387,7 @@ void Qwen35MoeCuda::forward(ModelState& model_state, std::span<const int32_t> to
     // once the same configuration has run uncaptured (which sized every buffer).
     const bool device_routing = resident_ && n == 1;
     if (device_routing && use_graphs_) {
-        GraphKey key{st->id(), uint64_t(st->kv_capacity()), buffer_generation_, k, first};
+        GraphKey key{st->id(), uint64_t(st->kv_capacity()), buffer_generation_, k, first, cuda_int8_activations()};
         if (!(graph_ && key == graph_key_) && key == warm_key_) {
             if (graph_) {
                 CUDA_CHECK(cudaGraphExecDestroy(graph_));
@@ -413,7 +413,8 @@ void Qwen35MoeCuda::forward(ModelState& model_state, std::span<const int32_t> to
             ++graph_launches_;
         } else {
             run_layers(*st, n, k, true, first);
-            warm_key_ = GraphKey{st->id(), uint64_t(st->kv_capacity()), buffer_generation_, k, first};
+            // buffers may have grown during the run: the key as they are now
+            warm_key_ = GraphKey{st->id(), uint64_t(st->kv_capacity()), buffer_generation_, k, first, key.int8};
         }
     } else {
         run_layers(*st, n, k, device_routing, first);

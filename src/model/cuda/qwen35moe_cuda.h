@@ -99,6 +99,7 @@ private:
     struct GraphKey {
         uint64_t state = 0, kv_capacity = 0, buffers = 0;
         int64_t k = 0, logits = 0;
+        bool int8 = false;  // the activation mode the kernels were launched with
         bool operator==(const GraphKey&) const = default;
     };
     cudaGraphExec_t graph_ = nullptr;
