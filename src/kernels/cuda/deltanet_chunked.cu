@@ -37,10 +37,15 @@ constexpr int kValueTile = 32;           // value columns of the state a chunk_s
 constexpr int64_t kSegmentTokens = 1024;
 
 // Shared memory of chunk_prepare_kernel: two [64][129] tiles, two [64][65], five vectors of 64.
-constexpr size_t kPrepareSmemBytes = size_t(2 * kChunk * kRowStride + 2 * kChunk * kTriStride + 5 * kChunk) * 4;
+constexpr size_t kPrepareSmemBytes =
+    size_t(2 * kChunk * kRowStride + 2 * kChunk * kTriStride + 5 * kChunk) * 4;
 
-__device__ __forceinline__ float sigmoid_(float x) { return 1.0f / (1.0f + expf(-x)); }
-__device__ __forceinline__ float softplus_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+__device__ __forceinline__ float sigmoid_(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
+__device__ __forceinline__ float softplus_(float x) {
+    return x > 20.0f ? x : log1pf(expf(x));
+}
 __device__ __forceinline__ float warp_sum_(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -50,8 +55,8 @@ __device__ __forceinline__ float warp_sum_(float v) {
 // Sizes shared by both kernels. Scratch rows are padded to multiples of 4 floats (16-byte copies),
 // the padding written as zeros.
 struct ChunkShape {
-    int64_t n = 0;     // tokens of this launch
-    int chunks = 0;    // ceil(n / kChunk)
+    int64_t n = 0;   // tokens of this launch
+    int chunks = 0;  // ceil(n / kChunk)
     int Dk = 0, Dv = 0, Dkp = 0, Dvp = 0;
     int64_t record = 0;  // floats of scratch per (value head, chunk)
 };
@@ -69,18 +74,19 @@ __device__ __forceinline__ ChunkRecord chunk_record(float* ws, const ChunkShape&
 // Block (value head, chunk), kThreads threads. Products are [64 x X] tiles: thread (ty, tx) holds
 // rows 4ty..4ty+3 and columns tx + 16b, so a warp's rows are [8w, 8w + 8) and the lower-triangular
 // factors (T, P) need only s < 8w + 8.
-__global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(DeltaNetArgs a, ChunkShape cs, float* ws, float* glast) {
+__global__ void __launch_bounds__(kThreads)
+    chunk_prepare_kernel(DeltaNetArgs a, ChunkShape cs, float* ws, float* glast) {
     extern __shared__ float smem[];
-    float* ks = smem;                          // normalised keys; then W; then value tiles / U
-    float* qs = ks + kChunk * kRowStride;      // scaled normalised queries; then T [64][65]
+    float* ks = smem;                      // normalised keys; then W; then value tiles / U
+    float* qs = ks + kChunk * kRowStride;  // scaled normalised queries; then T [64][65]
     float* Ts = qs;
-    float* As = qs + kChunk * kRowStride;      // A (strictly lower)
-    float* Ps = As + kChunk * kTriStride;      // P (lower, diagonal included)
+    float* As = qs + kChunk * kRowStride;  // A (strictly lower)
+    float* Ps = As + kChunk * kTriStride;  // P (lower, diagonal included)
     float* beta = Ps + kChunk * kTriStride;
-    float* cum = beta + kChunk;                // c_t, inclusive running sum of g
-    float* ec = cum + kChunk;                  // e^{c_t}
-    float* bec = ec + kChunk;                  // beta_t e^{c_t}
-    float* qinv = bec + kChunk;                // 1 / |q_t|
+    float* cum = beta + kChunk;  // c_t, inclusive running sum of g
+    float* ec = cum + kChunk;    // e^{c_t}
+    float* bec = ec + kChunk;    // beta_t e^{c_t}
+    float* qinv = bec + kChunk;  // 1 / |q_t|
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int64_t h = blockIdx.x, c = blockIdx.y;
@@ -196,7 +202,8 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(DeltaNetArgs a,
         __syncwarp();
         for (int t = 8 * warp + 1; t < kChunk; ++t) {
             float sum = 0;
-            for (int s = j + p; s < t; s += 4) sum = fmaf(As[t * kTriStride + s], Ts[s * kTriStride + j], sum);
+            for (int s = j + p; s < t; s += 4)
+                sum = fmaf(As[t * kTriStride + s], Ts[s * kTriStride + j], sum);
             sum += __shfl_xor_sync(0xffffffffu, sum, 1);
             sum += __shfl_xor_sync(0xffffffffu, sum, 2);
             if (p == 0 && t > j) Ts[t * kTriStride + j] = -sum;
@@ -212,13 +219,15 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(DeltaNetArgs a,
 #pragma unroll
             for (int b = 0; b < 8; ++b) acc[r][b] = 0.0f;
     };
-    // acc = L x, L lower triangular ([64][65], times colscale[s] when given), x [64][129] in ks, nb column blocks.
+    // acc = L x, L lower triangular ([64][65], times colscale[s] when given), x [64][129] in ks, nb column
+    // blocks.
     auto lower_times_ks = [&](const float* L, const float* colscale, int nb) {
         clear();
         for (int s = 0; s < s_end; ++s) {
             float l[4];
 #pragma unroll
-            for (int r = 0; r < 4; ++r) l[r] = L[(4 * ty + r) * kTriStride + s] * (colscale ? colscale[s] : 1.0f);
+            for (int r = 0; r < 4; ++r)
+                l[r] = L[(4 * ty + r) * kTriStride + s] * (colscale ? colscale[s] : 1.0f);
 #pragma unroll
             for (int b = 0; b < 8; ++b)
                 if (b < nb) {
@@ -244,7 +253,8 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(DeltaNetArgs a,
         for (int b = 0; b < 8; ++b) {
             const int i = tx + 16 * b;
             if (b < nb && i < cols)
-                *reinterpret_cast<float4*>(dst + i * kChunk + 4 * ty) = make_float4(acc[0][b], acc[1][b], acc[2][b], acc[3][b]);
+                *reinterpret_cast<float4*>(dst + i * kChunk + 4 * ty) =
+                    make_float4(acc[0][b], acc[1][b], acc[2][b], acc[3][b]);
         }
     };
 
@@ -275,7 +285,8 @@ __global__ void __launch_bounds__(kThreads) chunk_prepare_kernel(DeltaNetArgs a,
         __syncthreads();  // ks (W, or the previous U) read
         for (int e = tid; e < kChunk * 128; e += kThreads) {
             const int s = e >> 7, j = e & 127, col = v0 + j;
-            ks[s * kRowStride + j] = s < Lc && col < Dv ? a.qkv[(tok0 + s) * a.conv_dim + 2 * kd + h * Dv + col] : 0.0f;
+            ks[s * kRowStride + j] =
+                s < Lc && col < Dv ? a.qkv[(tok0 + s) * a.conv_dim + 2 * kd + h * Dv + col] : 0.0f;
         }
         __syncthreads();
         lower_times_ks(Ts, beta, nbv);
@@ -315,12 +326,13 @@ __device__ __forceinline__ void copy_async_wait() {
 // the state in shared memory. Per chunk: [D | O] from W S and Q' S (warps 0-3 and 4-7), then
 // S = e^{c_L} S + K'^T D. Two [Dkp][64] buffers rotate: W and Q' of this chunk, then K' of this
 // chunk and W of the next, then Q' of the next in the first.
-__global__ void __launch_bounds__(kThreads) chunk_state_kernel(DeltaNetArgs a, ChunkShape cs, float* ws, const float* glast) {
+__global__ void __launch_bounds__(kThreads)
+    chunk_state_kernel(DeltaNetArgs a, ChunkShape cs, float* ws, const float* glast) {
     extern __shared__ float4 smem4[];
     const int Dk = cs.Dk, Dv = cs.Dv, Dkp = cs.Dkp, Dvp = cs.Dvp;
     float* buf_w = reinterpret_cast<float*>(smem4);
     float* buf_q = buf_w + Dkp * kChunk;
-    float* Ss = buf_q + Dkp * kChunk;  // [Dkp][32] state slice, rows and columns past Dk, Dv zero
+    float* Ss = buf_q + Dkp * kChunk;   // [Dkp][32] state slice, rows and columns past Dk, Dv zero
     float* Ds = Ss + Dkp * kValueTile;  // [64][32]
     const int tid = threadIdx.x;
     const int64_t h = blockIdx.x;
@@ -362,7 +374,8 @@ __global__ void __launch_bounds__(kThreads) chunk_state_kernel(DeltaNetArgs a, C
 #pragma unroll
                 for (int r = 0; r < 4; ++r) {
                     const int t = 4 * ty + r;
-                    const float4 u = col < Dvp ? *reinterpret_cast<const float4*>(rec.u + t * Dvp + col) : make_float4(0, 0, 0, 0);
+                    const float4 u = col < Dvp ? *reinterpret_cast<const float4*>(rec.u + t * Dvp + col)
+                                               : make_float4(0, 0, 0, 0);
                     *reinterpret_cast<float4*>(Ds + t * kValueTile + 4 * tx) =
                         make_float4(u.x - acc[r][0], u.y - acc[r][1], u.z - acc[r][2], u.w - acc[r][3]);
                 }
@@ -372,7 +385,8 @@ __global__ void __launch_bounds__(kThreads) chunk_state_kernel(DeltaNetArgs a, C
                     const int t = 4 * ty + r;
                     if (t >= Lc || col >= Dvp) continue;
                     const float4 pu = *reinterpret_cast<const float4*>(rec.pu + t * Dvp + col);
-                    const float o[4] = {pu.x + acc[r][0], pu.y + acc[r][1], pu.z + acc[r][2], pu.w + acc[r][3]};
+                    const float o[4] = {pu.x + acc[r][0], pu.y + acc[r][1], pu.z + acc[r][2],
+                                        pu.w + acc[r][3]};
                     float* orow = a.out + (int64_t(c) * kChunk + t) * vd + h * Dv;
 #pragma unroll
                     for (int e = 0; e < 4; ++e)
@@ -408,8 +422,8 @@ __global__ void __launch_bounds__(kThreads) chunk_state_kernel(DeltaNetArgs a, C
                 for (int r = 0; r < 4; ++r) {
                     float4* sp = reinterpret_cast<float4*>(Ss + (4 * ti + r) * kValueTile + 4 * tj);
                     const float4 s = *sp;
-                    *sp = make_float4(fmaf(gl, s.x, acc[r][0]), fmaf(gl, s.y, acc[r][1]), fmaf(gl, s.z, acc[r][2]),
-                                      fmaf(gl, s.w, acc[r][3]));
+                    *sp = make_float4(fmaf(gl, s.x, acc[r][0]), fmaf(gl, s.y, acc[r][1]),
+                                      fmaf(gl, s.z, acc[r][2]), fmaf(gl, s.w, acc[r][3]));
                 }
             }
         }
@@ -455,8 +469,10 @@ void deltanet_chunked(const DeltaNetArgs& args, cudaStream_t stream) {
     float* glast = ws + records * cs.record;
 
     const size_t state_smem = size_t(2 * cs.Dkp * kChunk + cs.Dkp * kValueTile + kChunk * kValueTile) * 4;
-    CUDA_CHECK(cudaFuncSetAttribute(chunk_prepare_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kPrepareSmemBytes)));
-    CUDA_CHECK(cudaFuncSetAttribute(chunk_state_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(state_smem)));
+    CUDA_CHECK(cudaFuncSetAttribute(chunk_prepare_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    int(kPrepareSmemBytes)));
+    CUDA_CHECK(cudaFuncSetAttribute(chunk_state_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    int(state_smem)));
     const int64_t vd = args.value_heads * args.value_dim;
     for (int64_t t0 = 0; t0 < args.n; t0 += kSegmentTokens) {
         DeltaNetArgs seg = args;
@@ -467,11 +483,12 @@ void deltanet_chunked(const DeltaNetArgs& args, cudaStream_t stream) {
         seg.n = std::min(kSegmentTokens, args.n - t0);
         cs.n = seg.n;
         cs.chunks = int((seg.n + kChunk - 1) / kChunk);
-        chunk_prepare_kernel<<<dim3(unsigned(args.value_heads), unsigned(cs.chunks)), kThreads, kPrepareSmemBytes, stream>>>(
-            seg, cs, ws, glast);
+        chunk_prepare_kernel<<<dim3(unsigned(args.value_heads), unsigned(cs.chunks)), kThreads,
+                               kPrepareSmemBytes, stream>>>(seg, cs, ws, glast);
         CUDA_CHECK_LAUNCH("chunk_prepare_kernel");
-        chunk_state_kernel<<<dim3(unsigned(args.value_heads), unsigned((cs.Dv + kValueTile - 1) / kValueTile)), kThreads,
-                             state_smem, stream>>>(seg, cs, ws, glast);
+        chunk_state_kernel<<<dim3(unsigned(args.value_heads),
+                                  unsigned((cs.Dv + kValueTile - 1) / kValueTile)),
+                             kThreads, state_smem, stream>>>(seg, cs, ws, glast);
         CUDA_CHECK_LAUNCH("chunk_state_kernel");
     }
 }
