@@ -326,19 +326,110 @@ TEST(CudaKernels, AttentionMatchesReference) {
     }
 }
 
+struct DeltaCase {
+    int64_t Hv, Hk, Dk, Dv, n;
+    float A_log_shift = 0;  // +3: strong decay (the chunk's running decay underflows), -6: almost none
+};
+
+// The CPU forward's gated delta rule (qwen35moe.cpp), restated: o [n, Hv * Dv]; S updated in place.
+void reference_deltanet(const DeltaCase& cs, const std::vector<float>& qkv, const std::vector<float>& b,
+                        const std::vector<float>& a, const std::vector<float>& A_log, const std::vector<float>& dt,
+                        std::vector<float>& S, std::vector<float>& o) {
+    const int64_t kd = cs.Hk * cs.Dk, vd = cs.Hv * cs.Dv, C = 2 * kd + vd;
+    o.assign(size_t(cs.n * vd), 0.0f);
+    const int64_t ratio = cs.Hv / cs.Hk;
+    const float q_scale = 1.0f / std::sqrt(float(cs.Dk));
+    for (int64_t h = 0; h < cs.Hv; ++h) {
+        float* Sh = &S[size_t(h * cs.Dk * cs.Dv)];
+        const int64_t kh = h / ratio;
+        const float A = std::exp(A_log[size_t(h)]);
+        for (int64_t t = 0; t < cs.n; ++t) {
+            const float* row = &qkv[size_t(t * C)];
+            std::vector<float> q(row + kh * cs.Dk, row + (kh + 1) * cs.Dk), k(row + kd + kh * cs.Dk, row + kd + (kh + 1) * cs.Dk);
+            const float* v = row + 2 * kd + h * cs.Dv;
+            cpu::l2norm(q.data(), cs.Dk, 1e-6f);
+            cpu::l2norm(k.data(), cs.Dk, 1e-6f);
+            for (auto& e : q) e *= q_scale;
+            const float beta = cpu::sigmoid(b[size_t(t * cs.Hv + h)]);
+            const float decay = std::exp(-A * cpu::softplus(a[size_t(t * cs.Hv + h)] + dt[size_t(h)]));
+            std::vector<float> mem(size_t(cs.Dv), 0.0f);
+            for (int64_t i = 0; i < cs.Dk; ++i)
+                for (int64_t j = 0; j < cs.Dv; ++j) {
+                    Sh[i * cs.Dv + j] *= decay;
+                    mem[size_t(j)] += Sh[i * cs.Dv + j] * k[size_t(i)];
+                }
+            for (int64_t j = 0; j < cs.Dv; ++j) mem[size_t(j)] = (v[j] - mem[size_t(j)]) * beta;
+            float* oh = &o[size_t(t * vd + h * cs.Dv)];
+            for (int64_t i = 0; i < cs.Dk; ++i)
+                for (int64_t j = 0; j < cs.Dv; ++j) {
+                    Sh[i * cs.Dv + j] += k[size_t(i)] * mem[size_t(j)];
+                    oh[j] += Sh[i * cs.Dv + j] * q[size_t(i)];
+                }
+        }
+    }
+}
+
+// got within 1e-4 of the largest reference magnitude. Both forms round along chains of a few hundred
+// fp32 operations (Dk-long sums, 64-token chunk sums, running decay sums); measured differences are
+// about 1e-6 of the largest value, and a wrong index or a missing chunk term is far beyond 1e-4.
+void expect_close_to_scale(const std::vector<float>& got, const std::vector<float>& ref, const char* what) {
+    double scale = 0;
+    for (float e : ref) scale = std::max(scale, double(std::fabs(e)));
+    const double bound = 1e-4 * scale + 1e-7;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(got[i])) << what << " " << i << " not written";
+        ASSERT_LE(std::fabs(double(got[i]) - double(ref[i])), bound) << what << " " << i << " (largest " << scale << ")";
+    }
+}
+
+// One run of a delta-rule launcher on qkv (random when empty) and a random incoming state (prefill
+// continuing a sequence), held to reference_deltanet.
+void check_deltanet(const DeltaCase& cs, std::vector<float> qkv, std::mt19937_64& rng,
+                    void (*launch)(const cuda::DeltaNetArgs&, cudaStream_t)) {
+    SCOPED_TRACE("Hv " + std::to_string(cs.Hv) + " Hk " + std::to_string(cs.Hk) + " Dk " + std::to_string(cs.Dk) + " Dv " +
+                 std::to_string(cs.Dv) + " n " + std::to_string(cs.n) + " A_log shift " + std::to_string(cs.A_log_shift));
+    const int64_t kd = cs.Hk * cs.Dk, vd = cs.Hv * cs.Dv, C = 2 * kd + vd;
+    if (qkv.empty()) qkv = random_floats(size_t(cs.n * C), rng);
+    auto b = random_floats(size_t(cs.n * cs.Hv), rng), a = random_floats(size_t(cs.n * cs.Hv), rng);
+    auto A_log = random_floats(size_t(cs.Hv), rng, 0.5f), dt = random_floats(size_t(cs.Hv), rng, 0.5f);
+    for (auto& e : A_log) e += cs.A_log_shift;
+    auto S = random_floats(size_t(cs.Hv * cs.Dk * cs.Dv), rng, 0.1f);
+    DeviceData d;
+    float* dS = d.put(S);
+    float* out = d.floats(size_t(cs.n * vd));
+    cuda::DeltaNetArgs args;
+    args.qkv = d.put(qkv);
+    args.b = d.put(b);
+    args.a = d.put(a);
+    args.A_log = d.put(A_log);
+    args.dt_bias = d.put(dt);
+    args.state = dS;
+    args.out = out;
+    args.n = cs.n;
+    args.conv_dim = C;
+    args.value_heads = cs.Hv;
+    args.key_heads = cs.Hk;
+    args.key_dim = cs.Dk;
+    args.value_dim = cs.Dv;
+    launch(args, nullptr);
+    auto gout = to_host(out, size_t(cs.n * vd));
+    auto gS = to_host(dS, S.size());
+    std::vector<float> o;
+    reference_deltanet(cs, qkv, b, a, A_log, dt, S, o);
+    expect_close_to_scale(gout, o, "out");
+    expect_close_to_scale(gS, S, "state");
+}
+
 // The CPU forward's convolution and gated delta rule, restated.
 TEST(CudaKernels, ConvAndDeltaNetMatchReference) {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 rng(test_seed());
     struct Case { int64_t Hv, Hk, Dk, Dv, K, n; };
     for (Case cs : {Case{4, 2, 16, 16, 4, 5}, Case{6, 2, 12, 10, 4, 1}, Case{32, 16, 128, 128, 4, 3}, Case{4, 2, 16, 40, 3, 70},
-                    Case{2, 1, 256, 33, 4, 2}, Case{32, 16, 128, 128, 4, 1}}) {
+                    Case{2, 1, 256, 33, 4, 2}, Case{32, 16, 128, 128, 4, 1}, Case{2, 1, 256, 33, 4, 40}}) {
         const int64_t kd = cs.Hk * cs.Dk, vd = cs.Hv * cs.Dv, C = 2 * kd + vd;
         auto x = random_floats(size_t(cs.n * C), rng), taps = random_floats(size_t(C * cs.K), rng, 0.5f);
         auto state = random_floats(size_t((cs.K - 1) * C), rng);
-        auto b = random_floats(size_t(cs.n * cs.Hv), rng), a = random_floats(size_t(cs.n * cs.Hv), rng);
-        auto A_log = random_floats(size_t(cs.Hv), rng, 0.5f), dt = random_floats(size_t(cs.Hv), rng, 0.5f);
-        auto S = random_floats(size_t(cs.Hv * cs.Dk * cs.Dv), rng, 0.1f);
         DeviceData d;
         float *dstate = d.put(state), *conv = d.floats(x.size());
         cuda::conv1d_silu(d.put(x), dstate, d.put(taps), cs.n, C, cs.K, conv, nullptr);
@@ -357,60 +448,30 @@ TEST(CudaKernels, ConvAndDeltaNetMatchReference) {
             }
         for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(gconv[i], rconv[i], 1e-5f * (1 + std::fabs(rconv[i]))) << "conv " << i;
         for (size_t i = 0; i < state.size(); ++i) ASSERT_EQ(gstate[i], window[window.size() - state.size() + i]) << "state " << i;
+        check_deltanet(DeltaCase{cs.Hv, cs.Hk, cs.Dk, cs.Dv, cs.n}, rconv, rng, cuda::deltanet_recurrence);
+        if (HasFatalFailure()) return;
+    }
+}
 
-        float* dS = d.put(S);
-        float* out = d.floats(size_t(cs.n * vd));
-        cuda::DeltaNetArgs args;
-        args.qkv = d.put(rconv);
-        args.b = d.put(b);
-        args.a = d.put(a);
-        args.A_log = d.put(A_log);
-        args.dt_bias = d.put(dt);
-        args.state = dS;
-        args.out = out;
-        args.n = cs.n;
-        args.conv_dim = C;
-        args.value_heads = cs.Hv;
-        args.key_heads = cs.Hk;
-        args.key_dim = cs.Dk;
-        args.value_dim = cs.Dv;
-        cuda::deltanet_recurrence(args, nullptr);
-        auto gout = to_host(out, size_t(cs.n * vd));
-        auto gS = to_host(dS, S.size());
-        // reference recurrence (qwen35moe.cpp)
-        std::vector<float> o(static_cast<size_t>(cs.n * vd));
-        const int64_t ratio = cs.Hv / cs.Hk;
-        const float q_scale = 1.0f / std::sqrt(float(cs.Dk));
-        for (int64_t h = 0; h < cs.Hv; ++h) {
-            float* Sh = &S[size_t(h * cs.Dk * cs.Dv)];
-            const int64_t kh = h / ratio;
-            const float A = std::exp(A_log[size_t(h)]);
-            for (int64_t t = 0; t < cs.n; ++t) {
-                const float* row = &rconv[size_t(t * C)];
-                std::vector<float> q(row + kh * cs.Dk, row + (kh + 1) * cs.Dk), k(row + kd + kh * cs.Dk, row + kd + (kh + 1) * cs.Dk);
-                const float* v = row + 2 * kd + h * cs.Dv;
-                cpu::l2norm(q.data(), cs.Dk, 1e-6f);
-                cpu::l2norm(k.data(), cs.Dk, 1e-6f);
-                for (auto& e : q) e *= q_scale;
-                const float beta = cpu::sigmoid(b[size_t(t * cs.Hv + h)]);
-                const float decay = std::exp(-A * cpu::softplus(a[size_t(t * cs.Hv + h)] + dt[size_t(h)]));
-                std::vector<float> mem(size_t(cs.Dv), 0.0f);
-                for (int64_t i = 0; i < cs.Dk; ++i)
-                    for (int64_t j = 0; j < cs.Dv; ++j) {
-                        Sh[i * cs.Dv + j] *= decay;
-                        mem[size_t(j)] += Sh[i * cs.Dv + j] * k[size_t(i)];
-                    }
-                for (int64_t j = 0; j < cs.Dv; ++j) mem[size_t(j)] = (v[j] - mem[size_t(j)]) * beta;
-                float* oh = &o[size_t(t * vd + h * cs.Dv)];
-                for (int64_t i = 0; i < cs.Dk; ++i)
-                    for (int64_t j = 0; j < cs.Dv; ++j) {
-                        Sh[i * cs.Dv + j] += k[size_t(i)] * mem[size_t(j)];
-                        oh[j] += Sh[i * cs.Dv + j] * q[size_t(i)];
-                    }
-            }
-        }
-        for (size_t i = 0; i < o.size(); ++i) ASSERT_NEAR(gout[i], o[i], 1e-4f * (1 + std::fabs(o[i]))) << "out " << i;
-        for (size_t i = 0; i < S.size(); ++i) ASSERT_NEAR(gS[i], S[i], 1e-4f * (1 + std::fabs(S[i]))) << "state " << i;
+// The chunked form on its own (any prompt length, partial and exact chunks, the 1,024-token launch
+// segments) and through deltanet_recurrence's dispatch, both against the token-by-token reference.
+TEST(CudaKernels, ChunkedDeltaNetMatchesReference) {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    std::vector<DeltaCase> cases;
+    for (int64_t n : {1, 31, 64, 65, 200, 513}) {
+        cases.push_back({32, 16, 128, 128, n});  // 35B-A3B's heads
+        cases.push_back({6, 2, 10, 10, n});      // 10-dim heads, three value heads a key head
+    }
+    cases.push_back({4, 2, 16, 40, 130, 3.0f});    // strong decay
+    cases.push_back({4, 4, 12, 33, 97, -6.0f});    // almost no decay, one value head a key head
+    cases.push_back({2, 1, 128, 72, 1100});        // two launch segments
+    cases.push_back({2, 1, 36, 128, 2049, 0.5f});  // three
+    for (const DeltaCase& cs : cases) {
+        check_deltanet(cs, {}, rng, cuda::deltanet_chunked);
+        if (HasFatalFailure()) return;
+        check_deltanet(cs, {}, rng, cuda::deltanet_recurrence);
+        if (HasFatalFailure()) return;
     }
 }
 

@@ -777,6 +777,10 @@ void conv1d_silu(const float* x, float* state, const float* taps, int64_t n, int
 
 void deltanet_recurrence(const DeltaNetArgs& a, cudaStream_t stream) {
     if (a.n <= 0) return;
+    if (a.n >= kDeltaChunkedMinTokens && a.key_dim <= kDeltaChunkedMaxKey) {
+        deltanet_chunked(a, stream);
+        return;
+    }
     if (a.key_dim > kDeltaMaxKey) CUDA_CHECK(cudaErrorInvalidValue);  // key heads beyond 256
     launch("deltanet_kernel", deltanet_kernel, dim3(unsigned(a.value_heads), unsigned((a.value_dim + 31) / 32)), kDeltaWarps * 32, 0, stream, a);
 }

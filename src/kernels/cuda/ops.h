@@ -83,8 +83,16 @@ struct DeltaNetArgs {
     float* out = nullptr;         // [n, value_heads * value_dim]
     int64_t n = 0, conv_dim = 0, value_heads = 0, key_heads = 0, key_dim = 0, value_dim = 0;
 };
-// The gated delta rule token by token (l2-normalised q, k; beta = sigmoid(b); decay from A_log, a, dt_bias).
+// The gated delta rule (l2-normalised q, k; beta = sigmoid(b); decay from A_log, a, dt_bias): token by
+// token, or chunked (deltanet_chunked) for prompts of at least kDeltaChunkedMinTokens tokens with keys
+// of at most kDeltaChunkedMaxKey dims.
 void deltanet_recurrence(const DeltaNetArgs& args, cudaStream_t stream);
+// The same recurrence in its chunked (parallel-in-time) form: equal up to fp32 rounding, any n >= 1,
+// key_dim <= kDeltaChunkedMaxKey. Uses a scratch buffer kept per stream (grown with a stream sync);
+// not for use inside a graph capture that may grow it.
+constexpr int64_t kDeltaChunkedMinTokens = 32;
+constexpr int64_t kDeltaChunkedMaxKey = 128;
+void deltanet_chunked(const DeltaNetArgs& args, cudaStream_t stream);
 // o[r, :] = w * rmsnorm(o[r, :]) * silu(z[r, :]) over rows of dim (plain weight).
 void gated_rmsnorm(float* o, const float* z, const float* w, int64_t rows, int64_t dim, float eps, cudaStream_t stream);
 
