@@ -144,11 +144,10 @@ bool ExpertCache::take_slot(Tier& t, size_t* out) {
 }
 
 bool ExpertCache::take_idle_vram_slot(size_t* out) {
-    if (vram_.free_slots.empty()) {
-        if (vram_.lru.empty()) return false;
-        const auto& last_use = vram_.event[vram_.lru.front()];
-        if (last_use && !event_done(*last_use)) return false;
-    }
+    if (vram_.free_slots.empty() && vram_.lru.empty()) return false;
+    const size_t next = vram_.free_slots.empty() ? vram_.lru.front() : vram_.free_slots.back();
+    const auto& last_use = vram_.event[next];
+    if (last_use && !event_done(*last_use)) return false;
     return take_slot(vram_, out);
 }
 
@@ -223,8 +222,8 @@ ExpertMats ExpertCache::resident(int64_t layer, int64_t expert) {
     return mats(layer, it->second);
 }
 
-void ExpertCache::copy_in(const LayerLayout& L, size_t vs, size_t hs) {
-    CUDA_CHECK(cudaStreamWaitEvent(copy_.get(), event(vram_, vs).get(), 0));  // the slot's last use
+void ExpertCache::copy_in(const LayerLayout& L, size_t vs, size_t hs, bool slot_idle) {
+    if (!slot_idle) CUDA_CHECK(cudaStreamWaitEvent(copy_.get(), event(vram_, vs).get(), 0));  // its last use
     CUDA_CHECK(cudaMemcpyAsync(slot_ptr(vram_, vs), slot_ptr(host_, hs), L.bytes, cudaMemcpyHostToDevice, copy_.get()));
     CUDA_CHECK(cudaEventRecord(event(host_, hs).get(), copy_.get()));
     stats_.bytes_to_device += L.bytes;
@@ -418,7 +417,7 @@ void ExpertCache::prefetch(int64_t layer, std::span<const int32_t> ids) {
         }
         size_t vs;
         if (!room || !(room = take_idle_vram_slot(&vs))) continue;
-        copy_in(L, vs, h->second);
+        copy_in(L, vs, h->second, true);
         touch(host_, h->second);
         CUDA_CHECK(cudaEventRecord(arrival(vs).get(), copy_.get()));
         publish(vram_, vs, k);

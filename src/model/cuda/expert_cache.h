@@ -130,9 +130,9 @@ private:
     void publish(Tier& t, size_t slot, int64_t key);
     Event& event(Tier& t, size_t slot);
     Event& arrival(size_t vram_slot);
-    // Enqueues the copy of host slot `hs` into VRAM slot `vs` on the copy stream (after the VRAM
-    // slot's last use).
-    void copy_in(const LayerLayout& L, size_t vs, size_t hs);
+    // Enqueues the copy of host slot `hs` into VRAM slot `vs` on the copy stream, after the VRAM
+    // slot's last use unless that is known to have completed (`slot_idle`).
+    void copy_in(const LayerLayout& L, size_t vs, size_t hs, bool slot_idle = false);
     // Reads experts `ids` of `layer` from the source into pinned slots and copies each into its VRAM
     // slot `vslots[j]`.
     void load_from_source(int64_t layer, std::span<const int32_t> ids, std::span<const size_t> vslots);
