@@ -2,7 +2,8 @@
 // that ctest never runs it):
 //   FLASHMOE_BENCH_MODEL=synth35b.fmoe [FLASHMOE_BENCH_VRAM=40GiB FLASHMOE_BENCH_CACHE=4GiB
 //   FLASHMOE_BENCH_IO=direct] test_cuda --gtest_also_run_disabled_tests --gtest_filter='*Bench*'
-// Prints load time, warm prefill of 512 tokens (best of 3) and 128 decode steps at K = 8.
+// Prints load time, warm prefill of 512 tokens (best of 3) and 128 decode steps at K = 8, with the
+// expert cache's decode figures (FLASHMOE_CUDA_PREFETCH=0 turns the guess-ahead prefetch off).
 #include "cuda_test_util.h"
 #include "engine/loaded_model.h"
 #include "kernels/cpu/matmul.h"
@@ -87,6 +88,11 @@ TEST(CudaBench, DISABLED_PrefillAndDecode) {
                 steps / decode_s, (unsigned long long)(runner.graph_launches() - graphs0),
                 (unsigned long long)cs.requests, (unsigned long long)cs.vram_hits, (unsigned long long)cs.host_hits,
                 (unsigned long long)cs.source_loads, double(cs.bytes_to_device) / steps / 1e6);
+    const auto share = [](uint64_t part, uint64_t whole) { return whole ? 100.0 * double(part) / double(whole) : 0.0; };
+    std::printf("BENCH decode prefetch %s: %.1f experts/token prefetched, %.0f%% used, %.0f%% of the used still in "
+                "flight when asked for; %.0f%% of requests VRAM hits\n",
+                runner.expert_prefetch() ? "on" : "off", double(cs.prefetched) / steps, share(cs.prefetch_used, cs.prefetched),
+                share(cs.prefetch_late, cs.prefetch_used), share(cs.vram_hits, cs.requests));
 }
 
 }  // namespace

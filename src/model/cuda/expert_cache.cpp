@@ -26,6 +26,17 @@ int32_t dformat(WeightFormat f) {
 
 int32_t dscale(DType d) { return d == DType::BF16 ? kBF16 : d == DType::F16 ? kF16 : kF32; }
 
+// Whether the work before the event's last record has completed (a never-recorded event has).
+bool event_done(const Event& e) {
+    const cudaError_t r = cudaEventQuery(e.get());
+    if (r == cudaErrorNotReady) {
+        (void)cudaGetLastError();  // not an error: keep it out of the next launch check
+        return false;
+    }
+    CUDA_CHECK(r);
+    return true;
+}
+
 }  // namespace
 
 ExpertCache::LayerLayout ExpertCache::layout_of(const ExpertWeights& w) const {
@@ -89,6 +100,9 @@ void ExpertCache::init_tier(Tier& t, size_t budget, bool device) {
     t.lru_pos.resize(t.capacity);
     t.in_lru.assign(t.capacity, false);
     t.event.resize(t.capacity);
+    t.arrival.resize(device ? t.capacity : 0);
+    t.unchecked.assign(device ? t.capacity : 0, false);
+    t.guessed.assign(device ? t.capacity : 0, false);
     t.free_slots.resize(t.capacity);
     for (size_t i = 0; i < t.capacity; ++i) t.free_slots[i] = t.capacity - 1 - i;
 }
@@ -111,6 +125,11 @@ Event& ExpertCache::event(Tier& t, size_t slot) {
     return *t.event[slot];
 }
 
+Event& ExpertCache::arrival(size_t vram_slot) {
+    if (!vram_.arrival[vram_slot]) vram_.arrival[vram_slot] = std::make_unique<Event>();
+    return *vram_.arrival[vram_slot];
+}
+
 bool ExpertCache::take_slot(Tier& t, size_t* out) {
     if (!t.free_slots.empty()) {
         *out = t.free_slots.back();
@@ -119,12 +138,35 @@ bool ExpertCache::take_slot(Tier& t, size_t* out) {
     }
     if (t.lru.empty()) return false;
     const size_t s = t.lru.front();
-    t.lru.pop_front();
+    evict(t, s);
+    *out = s;
+    return true;
+}
+
+bool ExpertCache::take_idle_vram_slot(size_t* out) {
+    if (vram_.free_slots.empty() && vram_.lru.empty()) return false;
+    const size_t next = vram_.free_slots.empty() ? vram_.lru.front() : vram_.free_slots.back();
+    const auto& last_use = vram_.event[next];
+    if (last_use && !event_done(*last_use)) return false;
+    return take_slot(vram_, out);
+}
+
+void ExpertCache::evict(Tier& t, size_t s) {
+    t.lru.erase(t.lru_pos[s]);
     t.in_lru[s] = false;
     t.index.erase(t.key[s]);
     t.key[s] = -1;
-    *out = s;
-    return true;
+    if (t.device) {
+        // Whatever is copied in next is queued behind the prefetch's copy and waited for by the
+        // wave that uses it.
+        t.unchecked[s] = false;
+        t.guessed[s] = false;
+    }
+}
+
+void ExpertCache::publish(Tier& t, size_t s, int64_t k) {
+    t.key[s] = k;
+    t.index[k] = s;
 }
 
 void ExpertCache::pin(Tier& t, size_t s) {
@@ -180,124 +222,212 @@ ExpertMats ExpertCache::resident(int64_t layer, int64_t expert) {
     return mats(layer, it->second);
 }
 
+void ExpertCache::copy_in(const LayerLayout& L, size_t vs, size_t hs, bool slot_idle) {
+    if (!slot_idle) CUDA_CHECK(cudaStreamWaitEvent(copy_.get(), event(vram_, vs).get(), 0));  // its last use
+    CUDA_CHECK(cudaMemcpyAsync(slot_ptr(vram_, vs), slot_ptr(host_, hs), L.bytes, cudaMemcpyHostToDevice, copy_.get()));
+    CUDA_CHECK(cudaEventRecord(event(host_, hs).get(), copy_.get()));
+    stats_.bytes_to_device += L.bytes;
+}
+
+void ExpertCache::load_from_source(int64_t layer, std::span<const int32_t> ids, std::span<const size_t> vslots) {
+    const LayerLayout& L = layouts_[size_t(layer)];
+    source_.with_experts(layer, ids, [&](size_t j, const ExpertWeights& w) {
+        LayerLayout got = layout_of(w);
+        for (size_t m = 0; m < 3; ++m) {
+            const MatLayout &a = got.mats[m], &b = L.mats[m];
+            if (a.format != b.format || a.rows != b.rows || a.cols != b.cols || a.bits != b.bits ||
+                a.group != b.group || a.scale_dtype != b.scale_dtype) {
+                fail(ErrorKind::BadModel, "expert {} of layer {} is stored unlike expert 0 of its layer", ids[j], layer);
+            }
+        }
+        size_t hs;
+        if (!take_slot(host_, &hs)) fail(ErrorKind::Internal, "pinned expert cache has no free slot");
+        CUDA_CHECK(cudaEventSynchronize(event(host_, hs).get()));  // its last copy has left
+        uint8_t* dst = slot_ptr(host_, hs);
+        const Matrix* ms[3] = {&w.gate, &w.up, &w.down};
+        for (size_t m = 0; m < 3; ++m) {
+            const MatLayout& d = L.mats[m];
+            std::memcpy(dst + d.data_offset, ms[m]->data, d.data_bytes);
+            if (d.scale_bytes) {
+                std::memcpy(dst + d.scales_offset, ms[m]->scales, d.scale_bytes);
+                std::memcpy(dst + d.biases_offset, ms[m]->biases, d.scale_bytes);
+            }
+        }
+        publish(host_, hs, key(layer, ids[j]));
+        touch(host_, hs);
+        copy_in(L, vslots[j], hs);
+    });
+}
+
 void ExpertCache::run(int64_t layer, std::span<const int32_t> ids, const WaveFn& run_wave) {
     const LayerLayout& L = layouts_[size_t(layer)];
     stats_.requests += ids.size();
 
-    // Experts already in VRAM first: their wave computes while the rest are read and copied.
-    std::vector<size_t> order;
-    order.reserve(ids.size());
-    for (size_t i = 0; i < ids.size(); ++i)
-        if (vram_.index.count(key(layer, ids[i]))) order.push_back(i);
-    for (size_t i = 0; i < ids.size(); ++i)
-        if (!vram_.index.count(key(layer, ids[i]))) order.push_back(i);
-
-    size_t pos = 0;
-    while (pos < order.size()) {
-        std::vector<size_t> which, slots;
-        struct Load { size_t request, vslot; };
-        std::vector<Load> from_host_tier, from_source;
-        std::vector<size_t> host_slots;
-        bool wave_of_hits = false;
-        while (pos < order.size() && which.size() < vram_.capacity) {
-            const size_t i = order[pos];
-            const int64_t k = key(layer, ids[i]);
-            auto it = vram_.index.find(k);
-            if (which.empty()) wave_of_hits = it != vram_.index.end();
-            if ((it != vram_.index.end()) != wave_of_hits) break;  // hits and misses in separate waves
-            size_t vs;
-            if (it != vram_.index.end()) {
-                vs = it->second;
-                pin(vram_, vs);
-                ++stats_.vram_hits;
-            } else {
-                if (!take_slot(vram_, &vs)) break;  // every slot is pinned by this wave
-                pin(vram_, vs);
-                auto hit = host_.index.find(k);
-                if (hit != host_.index.end()) {
-                    from_host_tier.push_back({i, vs});
-                    host_slots.push_back(hit->second);
-                    ++stats_.host_hits;
-                } else {
-                    from_source.push_back({i, vs});
-                    ++stats_.source_loads;
-                }
-            }
-            which.push_back(i);
-            slots.push_back(vs);
-            ++pos;
+    // Sort the requests: ready in VRAM, prefetched but still arriving, missing.
+    std::vector<size_t> slot_of(ids.size(), 0);
+    std::vector<size_t> ready, arriving, missing;
+    for (size_t i = 0; i < ids.size(); ++i) {
+        auto it = vram_.index.find(key(layer, ids[i]));
+        if (it == vram_.index.end()) {
+            missing.push_back(i);
+            continue;
         }
-        if (which.empty()) fail(ErrorKind::Internal, "expert VRAM cache has no free slot");
-
-        // The wave's slots are unpinned at the end of this iteration, also on a failure (a VRAM slot
-        // that never got its expert goes back to the free list).
-        struct Unwind {
-            ExpertCache* self;
-            std::vector<size_t>* vslots;
-            std::vector<size_t>* hslots;
-            ~Unwind() {
-                for (size_t s : *vslots) self->unpin(self->vram_, s);
-                for (size_t s : *hslots) self->unpin(self->host_, s);
-            }
-        } unwind{this, &slots, &host_slots};
-        auto copy_in = [&](size_t vs, size_t hs) {
-            Event& last_use = event(vram_, vs);
-            CUDA_CHECK(cudaStreamWaitEvent(copy_.get(), last_use.get(), 0));
-            CUDA_CHECK(cudaMemcpyAsync(slot_ptr(vram_, vs), slot_ptr(host_, hs), L.bytes, cudaMemcpyHostToDevice,
-                                       copy_.get()));
-            CUDA_CHECK(cudaEventRecord(event(host_, hs).get(), copy_.get()));
-            stats_.bytes_to_device += L.bytes;
-        };
-        for (size_t hs : host_slots) pin(host_, hs);
-        for (size_t j = 0; j < from_host_tier.size(); ++j) copy_in(from_host_tier[j].vslot, host_slots[j]);
-        if (!from_source.empty()) {
-            std::vector<int32_t> src_ids(from_source.size());
-            for (size_t j = 0; j < from_source.size(); ++j) src_ids[j] = ids[from_source[j].request];
-            source_.with_experts(layer, src_ids, [&](size_t j, const ExpertWeights& w) {
-                LayerLayout got = layout_of(w);
-                for (size_t m = 0; m < 3; ++m) {
-                    const MatLayout &a = got.mats[m], &b = L.mats[m];
-                    if (a.format != b.format || a.rows != b.rows || a.cols != b.cols || a.bits != b.bits ||
-                        a.group != b.group || a.scale_dtype != b.scale_dtype) {
-                        fail(ErrorKind::BadModel, "expert {} of layer {} is stored unlike expert 0 of its layer",
-                             src_ids[j], layer);
-                    }
-                }
-                size_t hs;
-                if (!take_slot(host_, &hs)) fail(ErrorKind::Internal, "pinned expert cache has no free slot");
-                CUDA_CHECK(cudaEventSynchronize(event(host_, hs).get()));  // its last copy has left
-                uint8_t* dst = slot_ptr(host_, hs);
-                const Matrix* ms[3] = {&w.gate, &w.up, &w.down};
-                for (size_t m = 0; m < 3; ++m) {
-                    const MatLayout& d = L.mats[m];
-                    std::memcpy(dst + d.data_offset, ms[m]->data, d.data_bytes);
-                    if (d.scale_bytes) {
-                        std::memcpy(dst + d.scales_offset, ms[m]->scales, d.scale_bytes);
-                        std::memcpy(dst + d.biases_offset, ms[m]->biases, d.scale_bytes);
-                    }
-                }
-                host_.key[hs] = key(layer, src_ids[j]);
-                host_.index[host_.key[hs]] = hs;
-                pin(host_, hs);
-                copy_in(from_source[j].vslot, hs);
-                host_slots.push_back(hs);
-            });
+        const size_t s = it->second;
+        slot_of[i] = s;
+        ++stats_.vram_hits;
+        bool in_flight = false;
+        if (vram_.unchecked[s]) {
+            in_flight = !event_done(arrival(s));
+            if (!in_flight) vram_.unchecked[s] = false;
         }
-        if (!wave_of_hits) {
-            for (size_t j = 0; j < which.size(); ++j) {
-                const int64_t k = key(layer, ids[which[j]]);
-                vram_.key[slots[j]] = k;
-                vram_.index[k] = slots[j];
-            }
-            CUDA_CHECK(cudaEventRecord(copies_done_.get(), copy_.get()));
-            CUDA_CHECK(cudaStreamWaitEvent(compute_, copies_done_.get(), 0));
+        if (vram_.guessed[s]) {
+            vram_.guessed[s] = false;
+            ++stats_.prefetch_used;
+            if (in_flight) ++stats_.prefetch_late;
         }
-
-        std::vector<ExpertMats> m(which.size());
-        for (size_t j = 0; j < which.size(); ++j) m[j] = mats(layer, slots[j]);
-        run_wave(which, m);
-        for (size_t vs : slots) CUDA_CHECK(cudaEventRecord(event(vram_, vs).get(), compute_));
+        (in_flight ? arriving : ready).push_back(i);
     }
+    // Guesses not asked for are the first to be evicted (from here on, by this layer's misses).
+    for (size_t s : guesses_) {
+        if (!vram_.guessed[s]) continue;  // asked for, or evicted since
+        vram_.guessed[s] = false;
+        if (vram_.in_lru[s]) {
+            vram_.lru.erase(vram_.lru_pos[s]);
+            vram_.lru_pos[s] = vram_.lru.insert(vram_.lru.begin(), s);
+        }
+    }
+    guesses_.clear();
+
+    // Slots held by this call are unpinned when their wave has been enqueued, or on a failure (a
+    // slot that never got its expert goes back to the free list).
+    struct Held {
+        ExpertCache& cache;
+        std::vector<size_t>& slot_of;
+        std::vector<bool> held;
+        void hold(size_t i) {
+            cache.pin(cache.vram_, slot_of[i]);
+            held[i] = true;
+        }
+        void release(size_t i) {
+            held[i] = false;
+            cache.unpin(cache.vram_, slot_of[i]);
+        }
+        ~Held() {
+            for (size_t i = 0; i < held.size(); ++i)
+                if (held[i]) cache.unpin(cache.vram_, slot_of[i]);
+        }
+    } held{*this, slot_of, std::vector<bool>(ids.size(), false)};
+    for (size_t i : ready) held.hold(i);
+    for (size_t i : arriving) held.hold(i);
+
+    // Misses take slots and start their copies from the pinned tier before anything is launched;
+    // source reads (which block) wait until the waves already possible are launched.
+    std::vector<size_t> from_host, from_source, later;
+    auto take = [&](size_t i, std::vector<size_t>& host_list, std::vector<size_t>& source_list) {
+        size_t vs;
+        if (!take_slot(vram_, &vs)) return false;
+        slot_of[i] = vs;
+        held.hold(i);
+        auto h = host_.index.find(key(layer, ids[i]));
+        if (h != host_.index.end()) {
+            copy_in(L, vs, h->second);
+            touch(host_, h->second);
+            ++stats_.host_hits;
+            host_list.push_back(i);
+        } else {
+            ++stats_.source_loads;
+            source_list.push_back(i);
+        }
+        return true;
+    };
+    for (size_t i : missing)
+        if (!later.empty() || !take(i, from_host, from_source)) later.push_back(i);
+
+    auto launch = [&](const std::vector<size_t>& which) {
+        if (which.empty()) return;
+        std::vector<ExpertMats> m(which.size());
+        for (size_t j = 0; j < which.size(); ++j) m[j] = mats(layer, slot_of[which[j]]);
+        run_wave(which, m);
+        for (size_t i : which) {
+            CUDA_CHECK(cudaEventRecord(event(vram_, slot_of[i]).get(), compute_));
+            held.release(i);
+        }
+    };
+    // The compute stream waits for everything queued on the copy stream so far; the copied
+    // experts become hits for later calls.
+    auto arrived = [&](const std::vector<size_t>& copied) {
+        CUDA_CHECK(cudaEventRecord(copies_done_.get(), copy_.get()));
+        CUDA_CHECK(cudaStreamWaitEvent(compute_, copies_done_.get(), 0));
+        for (size_t i : copied) publish(vram_, slot_of[i], key(layer, ids[i]));
+    };
+    auto read_source = [&](const std::vector<size_t>& list) {
+        if (list.empty()) return;
+        std::vector<int32_t> src_ids(list.size());
+        std::vector<size_t> vslots(list.size());
+        for (size_t j = 0; j < list.size(); ++j) {
+            src_ids[j] = ids[list[j]];
+            vslots[j] = slot_of[list[j]];
+        }
+        load_from_source(layer, src_ids, vslots);
+    };
+
+    launch(ready);
+    if (!arriving.empty() || !from_host.empty()) {
+        // Prefetches were queued before these copies: one wait covers both.
+        if (!from_host.empty()) arrived(from_host);
+        else
+            for (size_t i : arriving) CUDA_CHECK(cudaStreamWaitEvent(compute_, arrival(slot_of[i]).get(), 0));
+        for (size_t i : arriving) vram_.unchecked[slot_of[i]] = false;
+        std::vector<size_t> wave = arriving;
+        wave.insert(wave.end(), from_host.begin(), from_host.end());
+        launch(wave);
+    }
+    if (!from_source.empty()) {
+        read_source(from_source);
+        arrived(from_source);
+        launch(from_source);
+    }
+    // VRAM too small for the layer: further waves, each as large as the slots allow.
+    size_t pos = 0;
+    while (pos < later.size()) {
+        std::vector<size_t> wave, wave_source;
+        while (pos < later.size() && take(later[pos], wave, wave_source)) ++pos;
+        if (wave.empty() && wave_source.empty()) fail(ErrorKind::Internal, "expert VRAM cache has no free slot");
+        read_source(wave_source);
+        wave.insert(wave.end(), wave_source.begin(), wave_source.end());
+        arrived(wave);
+        launch(wave);
+    }
+}
+
+void ExpertCache::prefetch(int64_t layer, std::span<const int32_t> ids) {
+    const LayerLayout& L = layouts_[size_t(layer)];
+    std::vector<int32_t> elsewhere;
+    bool room = true;
+    for (int32_t e : ids) {
+        const int64_t k = key(layer, e);
+        if (auto it = vram_.index.find(k); it != vram_.index.end()) {
+            touch(vram_, it->second);  // not evicted by the guesses after it
+            continue;
+        }
+        auto h = host_.index.find(k);
+        if (h == host_.index.end()) {
+            elsewhere.push_back(e);
+            continue;
+        }
+        size_t vs;
+        if (!room || !(room = take_idle_vram_slot(&vs))) continue;
+        copy_in(L, vs, h->second, true);
+        touch(host_, h->second);
+        CUDA_CHECK(cudaEventRecord(arrival(vs).get(), copy_.get()));
+        publish(vram_, vs, k);
+        vram_.unchecked[vs] = true;
+        vram_.guessed[vs] = true;
+        touch(vram_, vs);
+        guesses_.push_back(vs);
+        ++stats_.prefetched;
+    }
+    if (!elsewhere.empty() && source_.wants_prefetch()) source_.prefetch(layer, elsewhere);
 }
 
 }  // namespace flashmoe::cuda

@@ -39,7 +39,10 @@ struct ExpertCacheStats {
     uint64_t vram_hits = 0;
     uint64_t host_hits = 0;     // copied from the pinned host tier
     uint64_t source_loads = 0;  // fetched from the ExpertSource (its RAM cache or disk)
-    uint64_t bytes_to_device = 0;
+    uint64_t bytes_to_device = 0;  // demand copies and prefetches
+    uint64_t prefetched = 0;       // experts copied to VRAM by prefetch()
+    uint64_t prefetch_used = 0;    // of those, asked for by their layer (counted in vram_hits)
+    uint64_t prefetch_late = 0;    // of the used, still in flight when asked for (the compute waited)
 };
 
 // The three matrices of one expert, in VRAM.
@@ -60,8 +63,18 @@ public:
     // `ids` it covers and their matrices, after the compute stream has been made to wait for the
     // wave's copies. run_wave must enqueue all its use of the matrices on the compute stream before
     // returning; the slots may be reused by later waves once that work completes.
+    // Waves: the experts ready in VRAM; then prefetched experts still in flight with the misses
+    // found in the pinned tier (whose copies start before any wave is launched); then misses read
+    // from the source; then, only when VRAM is too small for one layer, further waves of misses.
     using WaveFn = std::function<void(std::span<const size_t> which, std::span<const ExpertMats> mats)>;
     void run(int64_t layer, std::span<const int32_t> ids, const WaveFn& run_wave);
+
+    // A guess that `ids` of `layer` will be asked for by the next run(): those in the pinned tier are
+    // copied into VRAM slots whose last use has completed (never one in use, so a wrong guess costs
+    // copy bandwidth, not a wait), behind the copies already queued; guesses found nowhere above the
+    // source are passed to the source's own prefetch. Guesses that the next run() does not ask for
+    // go to the front of the LRU. Returns at once.
+    void prefetch(int64_t layer, std::span<const int32_t> ids);
 
     // Whether VRAM can hold every expert of the model at once; load_all() then loads them (once;
     // nothing is evicted afterwards) and resident(layer, expert) gives each one's matrices.
@@ -97,6 +110,10 @@ private:
         std::vector<std::list<size_t>::iterator> lru_pos;
         std::vector<bool> in_lru;
         std::vector<std::unique_ptr<Event>> event;  // VRAM: last use by compute; host: last copy out
+        // VRAM only. arrival: recorded after a prefetch's copy. unchecked: the compute stream has not
+        // yet waited for (or seen the end of) that copy. guessed: prefetched, not yet asked for.
+        std::vector<std::unique_ptr<Event>> arrival;
+        std::vector<bool> unchecked, guessed;
         std::vector<size_t> free_slots;             // descending, so that pop_back takes the lowest
         std::list<size_t> lru;
         std::unordered_map<int64_t, size_t> index;
@@ -105,9 +122,20 @@ private:
     void init_tier(Tier& t, size_t budget, bool device);
     uint8_t* slot_ptr(Tier& t, size_t slot);
     bool take_slot(Tier& t, size_t* out);  // free, or LRU unpinned evicted; false if none
+    bool take_idle_vram_slot(size_t* out);   // as take_slot, but only a slot whose last use has completed
+    void evict(Tier& t, size_t slot);
     void pin(Tier& t, size_t slot);
     void unpin(Tier& t, size_t slot);
+    void touch(Tier& t, size_t slot) { pin(t, slot); unpin(t, slot); }  // most recently used
+    void publish(Tier& t, size_t slot, int64_t key);
     Event& event(Tier& t, size_t slot);
+    Event& arrival(size_t vram_slot);
+    // Enqueues the copy of host slot `hs` into VRAM slot `vs` on the copy stream, after the VRAM
+    // slot's last use unless that is known to have completed (`slot_idle`).
+    void copy_in(const LayerLayout& L, size_t vs, size_t hs, bool slot_idle = false);
+    // Reads experts `ids` of `layer` from the source into pinned slots and copies each into its VRAM
+    // slot `vslots[j]`.
+    void load_from_source(int64_t layer, std::span<const int32_t> ids, std::span<const size_t> vslots);
     LayerLayout layout_of(const ExpertWeights& w) const;
     ExpertMats mats(int64_t layer, size_t vram_slot);
     int64_t key(int64_t layer, int64_t expert) const { return layer * num_experts_ + expert; }
@@ -120,6 +148,7 @@ private:
     std::vector<LayerLayout> layouts_;  // per layer
     size_t slot_bytes_ = 0;
     Tier vram_, host_;
+    std::vector<size_t> guesses_;  // VRAM slots filled by the last prefetch()
     ExpertCacheStats stats_;
 };
 

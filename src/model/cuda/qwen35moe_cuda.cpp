@@ -1,5 +1,6 @@
 #include "model/cuda/qwen35moe_cuda.h"
 
+#include "kernels/cuda/upload.h"
 #include "util/error.h"
 
 #include <algorithm>
@@ -236,6 +237,7 @@ Qwen35MoeCuda::Qwen35MoeCuda(const ModelConfig& config, const DenseWeights& w, E
                                              stream_.get());
     scratch_.resize(kScratchCount);
     if (const char* env = std::getenv("FLASHMOE_CUDA_GRAPHS")) use_graphs_ = std::string(env) != "0";
+    if (const char* env = std::getenv("FLASHMOE_CUDA_PREFETCH")) prefetch_ = std::string(env) != "0";
     if (const char* env = std::getenv("FLASHMOE_CUDA_PROFILE")) profile_ = std::string(env) != "0";
     if (profile_) use_graphs_ = false;  // events between kernels; graphs would hide them
     // The shared experts as one-entry expert tables (their single-token path runs the routed kernels).
@@ -564,12 +566,27 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     const float* xn = scratch_[kXn].as<float>();
     float* out = scratch_[kMix].as<float>();
 
-    float* probs = scratch(kProbs, size_t(n * E));
+    // A decode step through the tiers also applies the next layer's router to this layer's router
+    // input: its top k (row 1 of probs and ids) guess the next layer's experts, which the cache
+    // copies while this layer's experts and the next mixer compute.
+    const bool guess = prefetch_ && n == 1 && !device_routing && layer + 1 < c.num_layers;
+    const int64_t rows = guess ? 2 : n;
+    float* probs = scratch(kProbs, size_t(rows * E));
     float* sg = scratch(kSharedG, size_t(n));
-    if (n == 1 && L.has_shared) {
-        const DMat* ws[2] = {&L.router, &L.shared_gate};
-        float* ys[2] = {probs, sg};
-        matmul_multi(ws, ys, 2, xn, s);
+    if (n == 1) {
+        // matmul_multi gives each matrix the bits of its own product
+        const DMat* ws[3] = {&L.router};
+        float* ys[3] = {probs};
+        int count = 1;
+        if (guess) {
+            ws[count] = &layers_[size_t(layer + 1)].router;
+            ys[count++] = probs + E;
+        }
+        if (L.has_shared) {
+            ws[count] = &L.shared_gate;
+            ys[count++] = sg;
+        }
+        matmul_multi(ws, ys, count, xn, s);
     } else {
         matmul(L.router, xn, n, probs, s);
     }
@@ -580,11 +597,13 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     // shared_expert() uses for one token, so the same bits, two launches fewer.
     const bool shared_slot = device_routing && L.has_shared && c.shared_expert_intermediate_size == I;
     const size_t total = slots + (shared_slot ? 1 : 0);
-    grow(d_ids_, total * 4);
-    grow(d_weights_, total * 4);
-    router_top_k(probs, n, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s, shared_slot ? int32_t(E) : -1);
+    const size_t id_rows = size_t(rows * k);  // with the guess: k more
+    grow(d_ids_, std::max(total, id_rows) * 4);
+    grow(d_weights_, std::max(total, id_rows) * 4);
+    router_top_k(probs, rows, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s, shared_slot ? int32_t(E) : -1);
     prof("router top-k");
     finish_shared_y_ = nullptr;
+    bool shared_done = false;
     if (device_routing) {
         float* routed = scratch(kRouted, total * size_t(H));
         float* act = scratch(kAct, total * size_t(I));
@@ -597,10 +616,23 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
         if (n > 1) moe_combine(routed, n, k, H, out, s);  // n == 1: moe_finish sums them
         prof("experts combine");
     } else {
+        // The ids go to the host; one token's shared expert computes while the host waits for them.
+        grow(h_ids_, id_rows * 4);
+        CUDA_CHECK(cudaMemcpyAsync(h_ids_.get(), d_ids_.get(), id_rows * 4, cudaMemcpyDeviceToHost, s));
+        CUDA_CHECK(cudaEventRecord(ids_ready_.get(), s));
+        if (n == 1 && L.has_shared) {
+            shared_expert(layer, n);
+            finish_shared_y_ = scratch_[kSharedY].as<float>();
+            shared_done = true;
+        }
+        // Also: the previous layer's waves have run, so their staging buffers are free again.
+        CUDA_CHECK(cudaEventSynchronize(ids_ready_.get()));
         routed_from_cache(layer, k, n);
+        // Behind this layer's misses on the copy stream.
+        if (guess) experts_->prefetch(layer + 1, std::span<const int32_t>(h_ids_.as<int32_t>() + slots, size_t(k)));
         prof("experts (tiers)");
     }
-    if (L.has_shared && !shared_slot) {
+    if (L.has_shared && !shared_slot && !shared_done) {
         shared_expert(layer, n);
         finish_shared_y_ = scratch_[kSharedY].as<float>();
     }
@@ -613,53 +645,61 @@ void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
     const float* xn = scratch_[kXn].as<float>();
     float* out = scratch_[kMix].as<float>();
     const size_t slots = size_t(n * k);
-    grow(h_ids_, slots * 4);
-    CUDA_CHECK(cudaMemcpyAsync(h_ids_.get(), d_ids_.get(), slots * 4, cudaMemcpyDeviceToHost, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));  // also: the staging buffers below are free again
 
-    // Slots grouped by expert, experts in ascending order (as the CPU forward).
-    std::map<int32_t, std::vector<int32_t>> by_expert;
+    // Slots grouped by expert, experts in ascending order, slots ascending within an expert (as
+    // the CPU forward): expert ids[j] serves order[first[j], first[j + 1]).
     const int32_t* chosen = h_ids_.as<int32_t>();
-    for (size_t i = 0; i < slots; ++i) by_expert[chosen[i]].push_back(int32_t(i));
-    std::vector<int32_t> ids;
-    std::vector<const std::vector<int32_t>*> lists;
-    for (auto& [e, list] : by_expert) {
-        ids.push_back(e);
-        lists.push_back(&list);
+    std::vector<std::pair<int32_t, int32_t>> by_expert(slots);
+    for (size_t i = 0; i < slots; ++i) by_expert[i] = {chosen[i], int32_t(i)};
+    std::sort(by_expert.begin(), by_expert.end());
+    std::vector<int32_t> ids, order(slots);
+    std::vector<size_t> first;
+    for (size_t i = 0; i < slots; ++i) {
+        order[i] = by_expert[i].second;
+        if (i == 0 || by_expert[i].first != by_expert[i - 1].first) {
+            ids.push_back(by_expert[i].first);
+            first.push_back(i);
+        }
     }
+    first.push_back(slots);
 
     float* routed = scratch(kRouted, slots * size_t(H));
     float* act = scratch(kAct, slots * size_t(I));
-    grow(h_jobs_, ids.size() * sizeof(ExpertJob));
-    grow(h_slots_, slots * 4);
-    grow(d_jobs_, ids.size() * sizeof(ExpertJob));
-    grow(d_slots_, slots * 4);
-    size_t jobs_used = 0, slots_used = 0;  // staging is carved wave by wave, never reused in a layer
+    // Each wave's jobs and slot list go up in one transfer, carved wave by wave (never reused in a
+    // layer: a cudaMemcpyAsync may still be reading its part).
+    constexpr size_t kStageAlign = 16;
+    const size_t stage_bytes = ids.size() * (sizeof(ExpertJob) + kStageAlign) + slots * 4;
+    grow(h_jobs_, stage_bytes);
+    grow(d_jobs_, stage_bytes);
+    size_t used = 0;
     experts_->run(layer, ids, [&](std::span<const size_t> which, std::span<const ExpertMats> mats) {
-        ExpertJob* jobs = h_jobs_.as<ExpertJob>() + jobs_used;
-        int32_t* slot_list = h_slots_.as<int32_t>() + slots_used;
+        uint8_t* host = h_jobs_.as<uint8_t>() + used;
+        uint8_t* dev = d_jobs_.as<uint8_t>() + used;
+        const size_t job_bytes = which.size() * sizeof(ExpertJob);
+        uint8_t* slot_list = host + job_bytes;
         int64_t max_count = 0;
         int32_t filled = 0;
         for (size_t j = 0; j < which.size(); ++j) {
-            const auto& list = *lists[which[j]];
+            const size_t e = which[j];
             ExpertJob job;
             job.gate = mats[j].gate;
             job.up = mats[j].up;
             job.down = mats[j].down;
             job.slot_begin = filled;
-            job.count = int32_t(list.size());
-            std::memcpy(slot_list + filled, list.data(), list.size() * 4);
+            job.count = int32_t(first[e + 1] - first[e]);
+            std::memcpy(slot_list + size_t(filled) * 4, order.data() + first[e], size_t(job.count) * 4);
             filled += job.count;
             max_count = std::max<int64_t>(max_count, job.count);
-            std::memcpy(jobs + j, &job, sizeof job);
+            std::memcpy(host + j * sizeof(ExpertJob), &job, sizeof job);
         }
-        ExpertJob* djobs = d_jobs_.as<ExpertJob>() + jobs_used;
-        int32_t* dslots = d_slots_.as<int32_t>() + slots_used;
-        CUDA_CHECK(cudaMemcpyAsync(djobs, jobs, which.size() * sizeof(ExpertJob), cudaMemcpyHostToDevice, s));
-        CUDA_CHECK(cudaMemcpyAsync(dslots, slot_list, size_t(filled) * 4, cudaMemcpyHostToDevice, s));
-        jobs_used += which.size();
-        slots_used += size_t(filled);
-        MoeBatch batch{djobs, int64_t(which.size()), max_count, dslots, k, H, I, n};
+        const size_t bytes = job_bytes + size_t(filled) * 4;
+        // A decode wave's few KiB ride in a kernel's parameters: a copy would queue behind the
+        // expert copies on the copy engine.
+        if (bytes <= kParamUploadBytes) upload_small(dev, host, bytes, s);
+        else CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, s));
+        used += (bytes + kStageAlign - 1) / kStageAlign * kStageAlign;
+        MoeBatch batch{reinterpret_cast<const ExpertJob*>(dev), int64_t(which.size()), max_count,
+                       reinterpret_cast<const int32_t*>(dev + job_bytes), k, H, I, n};
         moe_gate_up(batch, xn, act, s);
         moe_down(batch, act, d_weights_.as<float>(), routed, s);
     });

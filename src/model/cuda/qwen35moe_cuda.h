@@ -39,6 +39,11 @@ public:
 
     ExpertCache& expert_cache() { return *experts_; }
     uint64_t graph_launches() const { return graph_launches_; }
+    // Decode through the tiers guesses the next layer's experts (the next router applied to this
+    // layer's router input) and has the cache copy them ahead. On unless FLASHMOE_CUDA_PREFETCH=0;
+    // never changes results.
+    void set_expert_prefetch(bool on) { prefetch_ = on; }
+    bool expert_prefetch() const { return prefetch_; }
 
 private:
     struct DAttention {
@@ -63,7 +68,7 @@ private:
     void attention(int64_t layer, CudaSequenceState& st, int64_t n);
     void deltanet(int64_t layer, CudaSequenceState& st, int64_t n);
     void moe(int64_t layer, int64_t k, int64_t n, bool device_routing);
-    void routed_from_cache(int64_t layer, int64_t k, int64_t n);  // host-side grouping, expert tiers
+    void routed_from_cache(int64_t layer, int64_t k, int64_t n);  // ids in h_ids_: host-side grouping, tiers
     void shared_expert(int64_t layer, int64_t n);
     void run_layers(CudaSequenceState& st, int64_t n, int64_t k, bool device_routing, int64_t logits_from);
     void make_resident();
@@ -105,13 +110,15 @@ private:
     cudaGraphExec_t graph_ = nullptr;
     GraphKey graph_key_, warm_key_;
     bool use_graphs_ = true;
+    bool prefetch_ = true;
+    Event ids_ready_;  // the routed ids (and the guess) have reached h_ids_
     uint64_t graph_launches_ = 0;
     uint64_t buffer_generation_ = 0;  // bumped whenever a buffer moves
 
     // Per-forward buffers, grown as needed.
     std::vector<DeviceBuffer> scratch_;
-    DeviceBuffer d_position_, d_tokens_, d_ids_, d_weights_, d_jobs_, d_slots_;
-    PinnedBuffer h_position_, h_tokens_, h_ids_, h_jobs_, h_slots_, h_logits_;
+    DeviceBuffer d_position_, d_tokens_, d_ids_, d_weights_, d_jobs_;
+    PinnedBuffer h_position_, h_tokens_, h_ids_, h_jobs_, h_logits_;  // h_jobs_/d_jobs_: each wave's jobs, then its slots
 };
 
 }  // namespace flashmoe::cuda
