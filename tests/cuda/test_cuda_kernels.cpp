@@ -95,6 +95,11 @@ TEST(CudaKernels, MatmulEveryFormatMatchesScalarReference) {
     check_matmul(MatrixSpec{WeightFormat::Affine, 100, 2048, 4, 64, DType::BF16, 0}, 77, rng);
     check_matmul(MatrixSpec{WeightFormat::Affine, 70, 4096, 4, 128, DType::F16, 0}, 40, rng);
     check_matmul(MatrixSpec{WeightFormat::Affine, 33, 96, 4, 32, DType::F32, 0}, 2, rng);
+    // an odd number of 32-column chunks (half a 64-column tile at the end), groups spanning tiles,
+    // one token, and a matrix large enough for the 8-warp blocks (256 rows)
+    check_matmul(MatrixSpec{WeightFormat::Affine, 257, 160, 4, 32, DType::BF16, 0}, 33, rng);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 31, 384, 4, 128, DType::BF16, 0}, 9, rng);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 8200, 160, 4, 32, DType::BF16, 0}, 264, rng);
 }
 
 // Int8 activations on one token: every register shape, group size and scale type against the CPU's
@@ -565,6 +570,83 @@ TEST(CudaKernels, MoeBatchMatchesReference) {
         }
     }
     set_matmul_activations(MatmulActivations::F32);
+}
+
+// Routed experts on the tensor cores: expert token counts of 1 .. 100 (partial and several token
+// tiles), enough experts that one launch walks several token tiles per block; the batch equals
+// one launch per expert (waves of one) bit for bit, and the reference within the fp32 bound.
+TEST(CudaKernels, MoeTensorCoresSplitInvariant) {
+    SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    const int64_t H = 512, I = 512, E = 140, k = 2;
+    std::vector<int32_t> counts = {100, 70, 40, 33, 32, 31, 17, 9, 8, 1};
+    while (int64_t(counts.size()) < E) counts.push_back(int32_t(1 + counts.size() % 2));
+    int64_t slots = 0;
+    for (int32_t c : counts) slots += c;
+    if (slots % k) ++counts.back(), ++slots;
+    const int64_t n = slots / k;
+    std::vector<int32_t> chosen;
+    for (int64_t e = 0; e < E; ++e) chosen.insert(chosen.end(), size_t(counts[size_t(e)]), int32_t(e));
+    std::shuffle(chosen.begin(), chosen.end(), rng);
+    std::vector<std::unique_ptr<RandomMatrix>> g, u, dn;
+    DeviceData d;
+    std::map<int32_t, std::vector<int32_t>> by;
+    for (size_t s = 0; s < chosen.size(); ++s) by[chosen[s]].push_back(int32_t(s));
+    std::vector<cuda::ExpertJob> jobs;
+    std::vector<int32_t> slot_list;
+    for (int64_t e = 0; e < E; ++e) {
+        g.push_back(std::make_unique<RandomMatrix>(MatrixSpec{WeightFormat::Affine, I, H, 4, 64, DType::BF16, 0}, rng));
+        u.push_back(std::make_unique<RandomMatrix>(MatrixSpec{WeightFormat::Affine, I, H, 4, 64, DType::BF16, 0}, rng));
+        dn.push_back(std::make_unique<RandomMatrix>(MatrixSpec{WeightFormat::Affine, H, I, 4, 64, DType::BF16, 0}, rng));
+        cuda::ExpertJob job;
+        job.gate = d.put(g.back()->view);
+        job.up = d.put(u.back()->view);
+        job.down = d.put(dn.back()->view);
+        job.slot_begin = int32_t(slot_list.size());
+        job.count = int32_t(by[int32_t(e)].size());
+        slot_list.insert(slot_list.end(), by[int32_t(e)].begin(), by[int32_t(e)].end());
+        jobs.push_back(job);
+    }
+    auto x = random_floats(size_t(n * H), rng);
+    auto wts = random_floats(size_t(slots), rng);
+    float* dx = d.put(x);
+    float* dw = d.put(wts);
+    auto* djobs = static_cast<cuda::ExpertJob*>(d.put_bytes(jobs.data(), jobs.size() * sizeof(cuda::ExpertJob)));
+    const int32_t* dslots = d.put(slot_list);
+    auto run = [&](int64_t first, int64_t count) {
+        int64_t max_count = 0;
+        for (int64_t j = first; j < first + count; ++j) max_count = std::max<int64_t>(max_count, jobs[size_t(j)].count);
+        float* act = d.floats(size_t(slots * I));
+        float* routed = d.floats(size_t(slots * H));
+        cuda::MoeBatch batch{djobs + first, count, max_count, dslots, k, H, I, n};
+        cuda::moe_gate_up(batch, dx, act, nullptr);
+        cuda::moe_down(batch, act, dw, routed, nullptr);
+        return routed;
+    };
+    auto all = to_host(run(0, E), size_t(slots * H));
+    std::vector<float*> single;
+    for (int64_t e = 0; e < E; ++e) single.push_back(run(e, 1));
+    for (int64_t e = 0; e < E; ++e) {
+        auto one = to_host(single[size_t(e)], size_t(slots * H));
+        for (int32_t s : by[int32_t(e)])
+            for (int64_t r = 0; r < H; ++r)
+                ASSERT_EQ(all[size_t(s * H + r)], one[size_t(s * H + r)]) << "expert " << e << " slot " << s << " row " << r;
+    }
+    for (size_t s = 0; s < chosen.size(); ++s) {
+        const int64_t e = chosen[s], t = int64_t(s) / k;
+        std::vector<float> gg(static_cast<size_t>(I)), uu(static_cast<size_t>(I)), y(static_cast<size_t>(H));
+        matmul_rows(Isa::Scalar, g[size_t(e)]->view, &x[size_t(t * H)], 1, gg.data(), 0, I);
+        matmul_rows(Isa::Scalar, u[size_t(e)]->view, &x[size_t(t * H)], 1, uu.data(), 0, I);
+        for (int64_t i = 0; i < I; ++i) gg[size_t(i)] = cpu::silu(gg[size_t(i)]) * uu[size_t(i)];
+        matmul_rows(Isa::Scalar, dn[size_t(e)]->view, gg.data(), 1, y.data(), 0, H);
+        double mag = 0;
+        for (float v : y) mag = std::max(mag, double(std::fabs(v)));
+        for (int64_t r = 0; r < H; ++r) {
+            const float want = y[size_t(r)] * wts[s];
+            ASSERT_NEAR(all[s * size_t(H) + size_t(r)], want, 1e-4 * (mag + 1) * std::fabs(wts[s]) + 1e-6)
+                << "slot " << s << " expert " << e << " row " << r;
+        }
+    }
 }
 
 }  // namespace

@@ -2,32 +2,21 @@
 // decoded once per NT tokens), embedding lookup, and the routed-expert kernels that run many experts
 // in one launch. Every weight format of ops/tensor.h is decoded here: f32, f16, bf16, and MLX affine
 // with 2..8 bits; 2-, 4- and 8-bit codes take a word-wise path (codes never straddle a 32-bit word),
-// other widths a per-element path.
+// other widths a per-element path. Several tokens with affine 4-bit weights go to the tensor cores
+// (mma.cu).
 #include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/ops.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <algorithm>
-#include <map>
-#include <mutex>
 
 namespace flashmoe::cuda {
 
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
-
-__device__ __forceinline__ float bf16f(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
-__device__ __forceinline__ float f16f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
-
-__device__ __forceinline__ float load_scale(const void* p, int dtype, int64_t i) {
-    if (dtype == kBF16) return bf16f(static_cast<const uint16_t*>(p)[i]);
-    if (dtype == kF16) return f16f(static_cast<const uint16_t*>(p)[i]);
-    return static_cast<const float*>(p)[i];
-}
 
 // Element (r, c) of w in fp32 (any format; the slow, obviously right path).
 __device__ float load_weight(const DMat& w, int64_t r, int64_t c) {
@@ -170,10 +159,6 @@ __global__ void matmul_kernel(DMat w, const float* x, int64_t n, float* y) {
             if (j < nt) y[(t0 + j) * w.rows + r] = acc[j];
     }
 }
-
-__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
-
-__host__ __device__ inline bool mma_ok(const DMat& w);
 
 // ---- single-token products (decode): x held in registers ----
 //
@@ -778,7 +763,7 @@ template <int NT>
 __global__ void moe_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, int64_t k, const float* x,
                                    int64_t hidden, float* act, int64_t inter, bool skip_mma) {
     const ExpertJob& job = jobs[blockIdx.z];
-    if (skip_mma && mma_ok(job.gate) && mma_ok(job.up)) return;  // done by the tensor-core kernel
+    if (skip_mma && mma_gate_up_ok(job)) return;  // done by the tensor-core kernel
     const int lane = threadIdx.x & 31;
     const int64_t r = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
     const int64_t c0 = int64_t(blockIdx.y) * NT;
@@ -828,261 +813,6 @@ __global__ void moe_down_kernel(const ExpertJob* jobs, const int32_t* slots, con
 }
 
 
-// ---- multi-token products on the tensor cores (prefill) ----
-//
-// Affine 4-bit weights times fp32 activations with mma.sync m16n8k16 (bf16 in, fp32 accumulate):
-// the codes (0..15) are exact in bf16, and each activation is split as hi + lo (two bf16, about 16
-// significant bits together), so one product is two MMAs and the result is close to an fp32 dot
-// product. Scales stay out of the MMA: the codes of one group are multiplied first (a fresh
-// accumulator per group), then acc += s * P + b * sum(x over the group), as the fp32 path does.
-//
-// The k order inside an MMA is free as long as A and B agree: a warp reads 32 columns at a time,
-// lane (g, t4) holding the 32-bit word t4 (columns 8 t4 .. 8 t4 + 7) of rows g and g + 8; the
-// code pairs (e, e + 4) of a word become one bf16x2 by a mask, and step s of the two k16 steps uses
-// pairs 2s and 2s + 1. The activations are prepared once per product in the same pair order
-// (prep_kernel: per 8 columns, 4 words of hi pairs then 4 of lo pairs) with per-group sums.
-
-__host__ __device__ inline bool mma_ok(const DMat& w) {
-    return w.format == kAffine && w.bits == 4 && w.group % 32 == 0 && (w.group & (w.group - 1)) == 0 &&
-           w.cols % w.group == 0 &&
-           w.row_bytes * 2 == w.cols && w.rows > 0;
-}
-
-// Activation sums are kept per 32 columns (any group is a multiple of 32).
-constexpr int64_t kSumCols = 32;
-
-// x [n, K] fp32 -> xp [n, K] words (see above) and gsum [n, K / group].
-__global__ void prep_kernel(const float* x, int64_t n, int64_t K, int64_t group, uint32_t* xp, float* gsum) {
-    const int64_t oct = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // one 8-column run
-    const int64_t t = blockIdx.y;
-    if (oct * 8 >= K) return;
-    const float4* src = reinterpret_cast<const float4*>(x + t * K + oct * 8);
-    const float4 a = src[0], b = src[1];
-    const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-    uint32_t hi[4], lo[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-        const __nv_bfloat16 h0 = __float2bfloat16_rn(v[e]), h1 = __float2bfloat16_rn(v[e + 4]);
-        const __nv_bfloat16 l0 = __float2bfloat16_rn(v[e] - __bfloat162float(h0));
-        const __nv_bfloat16 l1 = __float2bfloat16_rn(v[e + 4] - __bfloat162float(h1));
-        hi[e] = uint32_t(__bfloat16_as_ushort(h0)) | (uint32_t(__bfloat16_as_ushort(h1)) << 16);
-        lo[e] = uint32_t(__bfloat16_as_ushort(l0)) | (uint32_t(__bfloat16_as_ushort(l1)) << 16);
-    }
-    uint4* dst = reinterpret_cast<uint4*>(xp + t * K + oct * 8);
-    dst[0] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
-    dst[1] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
-    // group sums: one thread per group adds its runs in order
-    const int64_t per = group / 8;
-    if (oct % per == 0) {
-        float sum = 0;
-        for (int64_t o = oct; o < oct + per; ++o) {
-            const float4* q = reinterpret_cast<const float4*>(x + t * K + o * 8);
-            const float4 c = q[0], d = q[1];
-            sum += ((c.x + c.y) + (c.z + c.w)) + ((d.x + d.y) + (d.z + d.w));
-        }
-        gsum[t * (K / group) + oct / per] = sum;
-    }
-}
-
-__device__ __forceinline__ uint32_t code_pair(uint32_t word, int e) {
-    // codes e and e + 4 as bf16 (128 + c) pair, minus 128: exact
-    const uint32_t biased = ((word >> (4 * e)) & 0x000F000Fu) | 0x43004300u;
-    const __nv_bfloat162 v = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&biased),
-                                     __floats2bfloat162_rn(128.0f, 128.0f));
-    return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-constexpr int kMmaWarps = 4;  // a block: 4 warps, each MT x 16 rows and NT x 8 tokens
-
-// Where a block's tokens come from and where results go.
-struct MmaIo {
-    const uint32_t* xp = nullptr;  // prepared rows
-    const float* gsum = nullptr;
-    int64_t K = 0;
-    int64_t div = 1;  // token -> prepared row: slot / div (routed gate/up) or the slot itself
-};
-
-// One warp's products: rows r0 .. r0 + 16 MT of w (MT m16 tiles, sharing every activation fragment)
-// times the tokens whose prepared rows are xrow[] (NT n8 tiles; lane (g, t4) holds the row of token
-// i * 8 + g of tile i), as fp32 dot products in acc[m][i][.] (the m16n8 accumulator layout).
-template <int MT, int NT>
-__device__ __forceinline__ void mma_rows(const DMat& w, int64_t r0, const MmaIo& io, const int64_t (&xrow)[NT],
-                                         float (&acc)[MT][NT][4]) {
-    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const uint32_t* wr[MT][2];
-    int64_t rr[MT][2];
-#pragma unroll
-    for (int m = 0; m < MT; ++m)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            rr[m][h] = min(r0 + m * 16 + h * 8 + g, w.rows - 1);
-            wr[m][h] = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + rr[m][h] * w.row_bytes);
-        }
-    const int gs = __ffs(w.group) - 1;  // a power of two (mma_ok)
-    const int64_t groups = w.cols >> gs, per_group = w.group >> 5, sums = io.K >> 5;  // kSumCols = 32
-#pragma unroll
-    for (int m = 0; m < MT; ++m)
-#pragma unroll
-        for (int i = 0; i < NT; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) acc[m][i][j] = 0;
-    for (int64_t gi = 0; gi < groups; ++gi) {
-        float P[MT][NT][4];
-#pragma unroll
-        for (int m = 0; m < MT; ++m)
-#pragma unroll
-            for (int i = 0; i < NT; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) P[m][i][j] = 0;
-        for (int64_t c0 = gi << gs; c0 < (gi + 1) << gs; c0 += 32) {
-            uint32_t q[MT][2];
-#pragma unroll
-            for (int m = 0; m < MT; ++m) {
-                q[m][0] = wr[m][0][c0 / 8 + t4];
-                q[m][1] = wr[m][1][c0 / 8 + t4];
-            }
-            uint4 xh[NT], xl[NT];
-#pragma unroll
-            for (int i = 0; i < NT; ++i) {
-                const uint4* p = reinterpret_cast<const uint4*>(io.xp + xrow[i] * io.K + c0 + 8 * t4);
-                xh[i] = p[0];
-                xl[i] = p[1];
-            }
-#pragma unroll
-            for (int st = 0; st < 2; ++st) {
-#pragma unroll
-                for (int m = 0; m < MT; ++m) {
-                    const uint32_t a[4] = {code_pair(q[m][0], 2 * st), code_pair(q[m][1], 2 * st),
-                                           code_pair(q[m][0], 2 * st + 1), code_pair(q[m][1], 2 * st + 1)};
-#pragma unroll
-                    for (int i = 0; i < NT; ++i) {
-                        const uint32_t h0 = st == 0 ? xh[i].x : xh[i].z, h1 = st == 0 ? xh[i].y : xh[i].w;
-                        const uint32_t l0 = st == 0 ? xl[i].x : xl[i].z, l1 = st == 0 ? xl[i].y : xl[i].w;
-                        mma_bf16(P[m][i], a, h0, h1);
-                        mma_bf16(P[m][i], a, l0, l1);
-                    }
-                }
-            }
-        }
-        // group sums of tokens (2 t4, 2 t4 + 1) of each tile, held by lanes (2 t4) * 4 and (2 t4 + 1) * 4
-        float s0[NT], s1[NT];
-#pragma unroll
-        for (int i = 0; i < NT; ++i) {
-            const int64_t x0 = __shfl_sync(0xffffffffu, xrow[i], (2 * t4) * 4);
-            const int64_t x1 = __shfl_sync(0xffffffffu, xrow[i], (2 * t4 + 1) * 4);
-            s0[i] = 0;
-            s1[i] = 0;
-            for (int64_t u = 0; u < per_group; ++u) {
-                s0[i] += io.gsum[x0 * sums + gi * per_group + u];
-                s1[i] += io.gsum[x1 * sums + gi * per_group + u];
-            }
-        }
-#pragma unroll
-        for (int m = 0; m < MT; ++m) {
-            const int64_t ga = rr[m][0] * groups + gi, gb = rr[m][1] * groups + gi;
-            const float sa = load_scale(w.scales, w.scale_dtype, ga), ba = load_scale(w.biases, w.scale_dtype, ga);
-            const float sb = load_scale(w.scales, w.scale_dtype, gb), bb = load_scale(w.biases, w.scale_dtype, gb);
-#pragma unroll
-            for (int i = 0; i < NT; ++i) {
-                acc[m][i][0] = fmaf(sa, P[m][i][0], fmaf(ba, s0[i], acc[m][i][0]));
-                acc[m][i][1] = fmaf(sa, P[m][i][1], fmaf(ba, s1[i], acc[m][i][1]));
-                acc[m][i][2] = fmaf(sb, P[m][i][2], fmaf(bb, s0[i], acc[m][i][2]));
-                acc[m][i][3] = fmaf(sb, P[m][i][3], fmaf(bb, s1[i], acc[m][i][3]));
-            }
-        }
-    }
-}
-
-// Dense: 2 x 16 rows and 4 x 8 tokens a warp; block (row tile of 128, token tile of 32).
-constexpr int kDenseMT = 2, kDenseNT = 4;
-constexpr int kDenseRows = kMmaWarps * kDenseMT * 16, kDenseTokens = kDenseNT * 8;
-// Routed experts (about 16 tokens an expert in a 512-token prompt): 2 x 16 rows, 2 x 8 tokens.
-constexpr int kMoeMT = 2, kMoeNT = 2;
-constexpr int kMoeRows = kMmaWarps * kMoeMT * 16, kMoeTokens = kMoeNT * 8;
-
-__global__ void __launch_bounds__(kMmaWarps * 32) mma_matmul_kernel(DMat w, MmaIo io, int64_t n, float* y) {
-    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int64_t r0 = int64_t(blockIdx.x) * kDenseRows + (threadIdx.x >> 5) * (kDenseMT * 16);
-    if (r0 >= w.rows) return;
-    const int64_t tok0 = int64_t(blockIdx.y) * kDenseTokens;
-    int64_t xrow[kDenseNT];
-#pragma unroll
-    for (int i = 0; i < kDenseNT; ++i) xrow[i] = min(tok0 + i * 8 + g, n - 1);
-    float acc[kDenseMT][kDenseNT][4];
-    mma_rows<kDenseMT, kDenseNT>(w, r0, io, xrow, acc);
-#pragma unroll
-    for (int m = 0; m < kDenseMT; ++m)
-#pragma unroll
-        for (int i = 0; i < kDenseNT; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int64_t t = tok0 + i * 8 + 2 * t4 + (j & 1), r = r0 + m * 16 + g + (j >> 1) * 8;
-                if (t < n && r < w.rows) y[t * w.rows + r] = acc[m][i][j];
-            }
-}
-
-// Routed experts: block (row tile, token tile, job); the job's slots are its tokens.
-__global__ void __launch_bounds__(kMmaWarps * 32)
-    mma_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, MmaIo io, float* act, int64_t inter) {
-    const ExpertJob& job = jobs[blockIdx.z];
-    if (!(mma_ok(job.gate) && mma_ok(job.up))) return;  // (their cols are the input width, io.K)
-    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int64_t r0 = int64_t(blockIdx.x) * kMoeRows + (threadIdx.x >> 5) * (kMoeMT * 16);
-    const int64_t c0 = int64_t(blockIdx.y) * kMoeTokens;
-    if (r0 >= inter || c0 >= job.count) return;
-    const int32_t* sl = slots + job.slot_begin;
-    int64_t xrow[kMoeNT];
-#pragma unroll
-    for (int i = 0; i < kMoeNT; ++i) xrow[i] = sl[min(c0 + i * 8 + g, int64_t(job.count) - 1)] / io.div;
-    float ag[kMoeMT][kMoeNT][4], au[kMoeMT][kMoeNT][4];
-    mma_rows<kMoeMT, kMoeNT>(job.gate, r0, io, xrow, ag);
-    mma_rows<kMoeMT, kMoeNT>(job.up, r0, io, xrow, au);
-#pragma unroll
-    for (int m = 0; m < kMoeMT; ++m)
-#pragma unroll
-        for (int i = 0; i < kMoeNT; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int64_t c = c0 + i * 8 + 2 * t4 + (j & 1), r = r0 + m * 16 + g + (j >> 1) * 8;
-                if (c < job.count && r < inter) act[int64_t(sl[c]) * inter + r] = silu(ag[m][i][j]) * au[m][i][j];
-            }
-}
-
-__global__ void __launch_bounds__(kMmaWarps * 32) mma_down_kernel(const ExpertJob* jobs, const int32_t* slots, MmaIo io,
-                                                                  const float* weights, float* routed, int64_t hidden) {
-    const ExpertJob& job = jobs[blockIdx.z];
-    if (!mma_ok(job.down)) return;
-    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int64_t r0 = int64_t(blockIdx.x) * kMoeRows + (threadIdx.x >> 5) * (kMoeMT * 16);
-    const int64_t c0 = int64_t(blockIdx.y) * kMoeTokens;
-    if (r0 >= hidden || c0 >= job.count) return;
-    const int32_t* sl = slots + job.slot_begin;
-    int64_t xrow[kMoeNT];
-#pragma unroll
-    for (int i = 0; i < kMoeNT; ++i) xrow[i] = sl[min(c0 + i * 8 + g, int64_t(job.count) - 1)];
-    float acc[kMoeMT][kMoeNT][4];
-    mma_rows<kMoeMT, kMoeNT>(job.down, r0, io, xrow, acc);
-#pragma unroll
-    for (int m = 0; m < kMoeMT; ++m)
-#pragma unroll
-        for (int i = 0; i < kMoeNT; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int64_t c = c0 + i * 8 + 2 * t4 + (j & 1), r = r0 + m * 16 + g + (j >> 1) * 8;
-                if (c < job.count && r < hidden) {
-                    const int32_t slot = sl[c];
-                    routed[int64_t(slot) * hidden + r] = acc[m][i][j] * weights[slot];
-                }
-            }
-}
-
 __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
     pdl_wait();
     pdl_trigger();
@@ -1106,37 +836,6 @@ auto down_one_kernel() { return cuda_int8_activations() ? moe_down_one_kernel<tr
 dim3 down_one_grid(int64_t hidden, int64_t slots) {
     constexpr int64_t rows = kWarpsPerBlock * kDownRowsPerWarp;
     return dim3(unsigned((hidden + rows - 1) / rows), unsigned(slots));
-}
-
-// Scratch for the prepared activations of the tensor-core path, one buffer per stream (grown
-// after the stream is idle). Deliberately never destroyed: a static destructor would run cudaFree
-// after the CUDA runtime has begun its own teardown at exit.
-void* stream_workspace(cudaStream_t stream, size_t bytes) {
-    static std::mutex mutex;
-    static auto* buffers = new std::map<cudaStream_t, DeviceBuffer>();
-    std::lock_guard<std::mutex> lock(mutex);
-    DeviceBuffer& b = (*buffers)[stream];
-    if (!b.get() || b.bytes() < bytes) {
-        CUDA_CHECK(cudaStreamSynchronize(stream));
-        b.reserve(std::max(bytes, b.bytes() * 2));
-    }
-    return b.get();
-}
-
-// Prepares x [n, K] (K a multiple of 32) for the tensor-core products; returns the MmaIo.
-MmaIo prepare(const float* x, int64_t n, int64_t K, cudaStream_t stream) {
-    const int64_t group = kSumCols;
-    const size_t words = size_t(n * K), sums = size_t(n * (K / group));
-    char* ws = static_cast<char*>(stream_workspace(stream, words * 4 + sums * 4 + 256));
-    MmaIo io;
-    io.xp = reinterpret_cast<uint32_t*>(ws);
-    io.gsum = reinterpret_cast<float*>(ws + (words * 4 + 255) / 256 * 256);
-    io.K = K;
-    const int64_t octs = K / 8;
-    prep_kernel<<<dim3(unsigned((octs + 127) / 128), unsigned(n)), 128, 0, stream>>>(
-        x, n, K, group, const_cast<uint32_t*>(io.xp), const_cast<float*>(io.gsum));
-    CUDA_CHECK_LAUNCH("prep_kernel");
-    return io;
 }
 
 // Consecutive q8_ok matrices of one shape and group size from w[i] in one launch; returns the next i.
@@ -1237,12 +936,8 @@ void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t str
         matmul_multi(ws, ys, 1, x, stream);
         return;
     }
-    if (mma_ok(w) && (w.cols % 8) == 0) {
-        const MmaIo io = prepare(x, n, w.cols, stream);
-        mma_matmul_kernel<<<dim3(unsigned((w.rows + kDenseRows - 1) / kDenseRows),
-                                 unsigned((n + kDenseTokens - 1) / kDenseTokens)),
-                            kMmaWarps * 32, 0, stream>>>(w, io, n, y);
-        CUDA_CHECK_LAUNCH("mma_matmul_kernel");
+    if (mma_ok(w)) {
+        mma_matmul(w, x, n, y, stream);
         return;
     }
     launch("matmul_kernel", matmul_kernel<8>, dim3(blocks_for(w.rows), unsigned((n + 7) / 8)), kWarpsPerBlock * 32, 0,
@@ -1266,15 +961,7 @@ void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t str
         // so a slot's result does not depend on how the experts were split into waves), the others
         // on the fp32 kernels.
         const bool mma = b.tokens > 1 && (b.hidden % 32) == 0;
-        if (mma) {
-            const MmaIo base = prepare(x, b.tokens, b.hidden, stream);
-            MmaIo io = base;
-            io.div = b.k;
-            mma_gate_up_kernel<<<dim3(unsigned((b.intermediate + kMoeRows - 1) / kMoeRows),
-                                      unsigned((b.max_count + kMoeTokens - 1) / kMoeTokens), unsigned(b.njobs)),
-                                 kMmaWarps * 32, 0, stream>>>(b.jobs, b.slots, io, act, b.intermediate);
-            CUDA_CHECK_LAUNCH("mma_gate_up_kernel");
-        }
+        if (mma) mma_moe_gate_up(b, x, act, stream);
         if (b.max_count == 1) {
             moe_gate_up_kernel<1><<<dim3(blocks_for(b.intermediate), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
                 b.jobs, b.slots, b.k, x, b.hidden, act, b.intermediate, mma);
@@ -1295,14 +982,7 @@ void moe_down(const MoeBatch& b, const float* act, const float* weights, float* 
         return;
     } else {
         const bool mma = b.tokens > 1 && (b.intermediate % 32) == 0;
-        if (mma) {
-            // act has a row per slot: tokens * k rows
-            const MmaIo io = prepare(act, b.tokens * b.k, b.intermediate, stream);
-            mma_down_kernel<<<dim3(unsigned((b.hidden + kMoeRows - 1) / kMoeRows),
-                                   unsigned((b.max_count + kMoeTokens - 1) / kMoeTokens), unsigned(b.njobs)),
-                              kMmaWarps * 32, 0, stream>>>(b.jobs, b.slots, io, weights, routed, b.hidden);
-            CUDA_CHECK_LAUNCH("mma_down_kernel");
-        }
+        if (mma) mma_moe_down(b, act, weights, routed, stream);
         if (b.max_count == 1) {
             moe_down_kernel<1><<<dim3(blocks_for(b.hidden), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
                 b.jobs, b.slots, act, b.intermediate, weights, routed, b.hidden, mma);

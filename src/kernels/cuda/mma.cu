@@ -1,0 +1,577 @@
+// Multi-token products on the tensor cores (prefill): affine 4-bit weights times fp32 activations
+// with mma.sync m16n8k16 (bf16 in, fp32 accumulate), for dense matrices and routed experts.
+//
+// Numerics. The codes (0..15) are exact in bf16, and each activation is split as hi + lo (two bf16,
+// about 16 significant bits together), so one product is two MMAs and the result is close to an
+// fp32 dot product. Scales stay out of the MMA: the codes of one group are multiplied into a fresh
+// accumulator P, then acc += s * P + b * sum(x over the group), as the fp32 path does.
+//
+// k order. The order of k inside an MMA is free as long as A and B agree: 32 columns are two k16
+// steps; lane (g, t4) holds the 32-bit word t4 (columns 8 t4 .. 8 t4 + 7) of rows g and g + 8, the
+// code pairs (e, e + 4) of a word become one bf16x2 by a mask, and step s uses pairs 2s and 2s + 1.
+// prep_kernel writes the activations once per product in that order: per 8 columns, 16 bytes per
+// step {hi pair 2s, hi pair 2s + 1, lo pair 2s, lo pair 2s + 1} (one lane's B fragments of a step,
+// hi and lo), plus the sum of every 32 columns.
+//
+// Tiles. A block of W warps computes W x 32 output rows (or W x 16 rows of gate and the same rows
+// of up) for 32 tokens: each warp two m16 tiles times four n8 tiles (only the n8 tiles holding
+// tokens are computed). The weight codes and the activations of 64 columns are staged in shared
+// memory by cp.async, kStages tiles in flight; every warp reads the whole activation tile, so each
+// B fragment feeds two MMAs and each A fragment (one ldmatrix.x4 per m16 tile and 64 columns) eight.
+// A token's result depends only on its rows and its activations, never on which block, pass or
+// launch computed it (routed experts give the same bits whichever wave they came in).
+#include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/device_util.cuh"
+#include "kernels/cuda/mma.cuh"
+
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <type_traits>
+
+namespace flashmoe::cuda {
+
+namespace {
+
+constexpr int kChunkCols = 32;   // one ldmatrix row segment (16 bytes of codes), two k16 steps, one sum
+constexpr int kTileCols = 64;    // columns per pipeline stage: two chunks
+constexpr int kTileTokens = 32;  // tokens per block pass: four n8 tiles
+constexpr int kNTiles = kTileTokens / 8;
+constexpr int kStages = 4;
+
+// One pipeline stage in shared memory (W warps).
+template <int W>
+struct Stage {
+    // codes: per warp two m16 tiles of 16 rows x 32 bytes; the two 16-byte halves of rows 4..7 and
+    // 12..15 swapped, so the 8 rows an ldmatrix phase reads fall on distinct banks
+    static constexpr int kA = W * 2 * 16 * 32;
+    // activations: [chunk][step][n8 tile][lane] 16 bytes (a lane's hi and lo fragments of a step)
+    static constexpr int kB = 2 * 2 * kNTiles * 32 * 16;
+    // 32-column sums: [chunk][token]
+    static constexpr int kS = 2 * kTileTokens * 4;
+    static constexpr int kBytes = kA + kB + kS;
+    static constexpr int kSmem = kStages * kBytes;
+};
+
+// x [n, K] fp32 -> xp [n, K] words (see the top) and gsum [n, K / 32].
+__global__ void prep_kernel(const float* x, int64_t n, int64_t K, uint32_t* xp, float* gsum) {
+    const int64_t oct = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // one 8-column run
+    const int64_t t = blockIdx.y;
+    if (oct * 8 >= K) return;
+    const float4* src = reinterpret_cast<const float4*>(x + t * K + oct * 8);
+    const float4 a = src[0], b = src[1];
+    const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    uint32_t hi[4], lo[4];  // pair e: columns e and e + 4
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        const __nv_bfloat16 h0 = __float2bfloat16_rn(v[e]), h1 = __float2bfloat16_rn(v[e + 4]);
+        const __nv_bfloat16 l0 = __float2bfloat16_rn(v[e] - __bfloat162float(h0));
+        const __nv_bfloat16 l1 = __float2bfloat16_rn(v[e + 4] - __bfloat162float(h1));
+        hi[e] = uint32_t(__bfloat16_as_ushort(h0)) | (uint32_t(__bfloat16_as_ushort(h1)) << 16);
+        lo[e] = uint32_t(__bfloat16_as_ushort(l0)) | (uint32_t(__bfloat16_as_ushort(l1)) << 16);
+    }
+    uint4* dst = reinterpret_cast<uint4*>(xp + t * K + oct * 8);
+    dst[0] = make_uint4(hi[0], hi[1], lo[0], lo[1]);
+    dst[1] = make_uint4(hi[2], hi[3], lo[2], lo[3]);
+    // 32-column sums: one thread per chunk adds its runs in order
+    constexpr int64_t per = kChunkCols / 8;
+    if (oct % per == 0) {
+        float sum = 0;
+        for (int64_t o = oct; o < oct + per; ++o) {
+            const float4* q = reinterpret_cast<const float4*>(x + t * K + o * 8);
+            const float4 c = q[0], d = q[1];
+            sum += ((c.x + c.y) + (c.z + c.w)) + ((d.x + d.y) + (d.z + d.w));
+        }
+        gsum[t * (K / kChunkCols) + oct / per] = sum;
+    }
+}
+
+// Where a product's activations are: prepared rows and their 32-column sums.
+struct MmaIo {
+    const uint32_t* xp = nullptr;
+    const float* gsum = nullptr;
+    int64_t K = 0;
+    int64_t div = 1;  // routed experts: token -> prepared row is slot / div (gate/up) or the slot (down)
+};
+
+// ---- PTX wrappers ----
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void* src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+}
+
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// c = a b (a fresh accumulator: the first product of a group)
+__device__ __forceinline__ void mma_bf16_zero(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+        : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));
+}
+
+__device__ __forceinline__ uint32_t code_pair(uint32_t word, int e) {
+    // codes e and e + 4 as bf16 (128 + c) pair, minus 128: exact
+    const uint32_t biased = ((word >> (4 * e)) & 0x000F000Fu) | 0x43004300u;
+    const __nv_bfloat162 v = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&biased),
+                                     __floats2bfloat162_rn(128.0f, 128.0f));
+    return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// ---- one block pass: W warps x (two m16 tiles) x 32 tokens over all K ----
+
+// The rows of the block: m16 tile m of warp wi starts at row_of(wi, m) of *w[m]. Dense and down:
+// 32 consecutive rows a warp; gate/up (pair): the same 16 rows of two matrices. The matrices are
+// copied to shared memory first (block_mats): their fields are then read where needed instead of
+// occupying registers through the whole product.
+struct BlockRows {
+    const DMat* w[2];  // m16 tile 0 and 1 (the same matrix unless pair)
+    int64_t r0 = 0;
+    bool pair = false;
+    __device__ __forceinline__ int64_t row_of(int wi, int m) const {
+        return pair ? r0 + wi * 16 : r0 + wi * 32 + m * 16;
+    }
+};
+
+// The block's matrices (and, routed experts, its run of slots) in shared memory: thread 0 copies
+// them, everyone waits.
+struct BlockInfo {
+    DMat w[2];
+    int32_t slot_begin, count;
+};
+__device__ __forceinline__ const BlockInfo* block_info(const DMat& a, const DMat& b, int32_t slot_begin = 0,
+                                                       int32_t count = 0) {
+    __shared__ BlockInfo info;
+    if (threadIdx.x == 0) {
+        info.w[0] = a;
+        info.w[1] = b;
+        info.slot_begin = slot_begin;
+        info.count = count;
+    }
+    __syncthreads();
+    return &info;
+}
+
+// SiLU without a division subroutine (its call would cost registers around it).
+__device__ __forceinline__ float fast_silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
+
+// The products of one 32-column chunk into P (fresh when FIRST: the chunk starts a group), and the
+// chunk's activation sums into S. q[m] = {row g, row g + 8} words of m16 tile m; b = the chunk's
+// activation tile; s = its sums.
+template <bool FIRST, int NT>
+__device__ __forceinline__ void mma_chunk(const uint32_t (&q)[2][2], const char* b, const float* s,
+                                          float (&P)[2][NT][4], float (&S)[NT][2]) {
+    const int lane = threadIdx.x & 31, t4 = lane & 3;
+#pragma unroll
+    for (int st = 0; st < 2; ++st) {
+        uint32_t a[2][4];
+#pragma unroll
+        for (int m = 0; m < 2; ++m) {
+            a[m][0] = code_pair(q[m][0], 2 * st);
+            a[m][1] = code_pair(q[m][1], 2 * st);
+            a[m][2] = code_pair(q[m][0], 2 * st + 1);
+            a[m][3] = code_pair(q[m][1], 2 * st + 1);
+        }
+#pragma unroll
+        for (int n = 0; n < NT; ++n) {
+            // {hi pair 2st, hi pair 2st + 1, lo pair 2st, lo pair 2st + 1} of token g
+            const uint4 x = *reinterpret_cast<const uint4*>(b + ((st * kNTiles + n) * 32 + lane) * 16);
+#pragma unroll
+            for (int m = 0; m < 2; ++m) {
+                if (FIRST && st == 0) mma_bf16_zero(P[m][n], a[m], x.x, x.y);
+                else mma_bf16(P[m][n], a[m], x.x, x.y);
+            }
+#pragma unroll
+            for (int m = 0; m < 2; ++m) mma_bf16(P[m][n], a[m], x.z, x.w);
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+        const float2 v = *reinterpret_cast<const float2*>(s + n * 8 + 2 * t4);
+        S[n][0] = FIRST ? v.x : S[n][0] + v.x;
+        S[n][1] = FIRST ? v.y : S[n][1] + v.y;
+    }
+}
+
+// acc[m][n][.] (the m16n8 accumulator layout: rows g and g + 8, tokens 2 t4 and 2 t4 + 1 of n8 tile n)
+// = the dot products of this warp's rows with the pass's tokens 0 .. 8 NT - 1, whose prepared rows
+// are token_row(j). Every thread of the block must call it (barriers inside).
+template <int W, int NT, class TokenRow>
+__device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, TokenRow token_row, char* smem,
+                                         float (&acc)[2][NT][4]) {
+    using St = Stage<W>;
+    const int tid = threadIdx.x, lane = tid & 31, wi = tid >> 5, g = lane >> 2;
+    const int64_t K = io.K;
+    const int nch = int(K / kChunkCols), nkt = (nch + 1) / 2;
+    const uint32_t sbase = smem_addr(smem);
+
+    // This thread's copies of every stage: two 16-byte code chunks, 16 / W activation chunks, and
+    // (64 threads) one sum; sources at tile 0.
+    // (32-bit byte and word offsets from the matrices' and the activations' bases: fewer registers)
+    uint32_t a_src[2];
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+        const int i = tid + u * 32 * W;  // [warp][m][row][chunk]
+        const int aw = i >> 6, m = (i >> 5) & 1, row = (i >> 1) & 15, c = i & 1;
+        const DMat* w = m ? br.w[1] : br.w[0];  // (a run-time index would put br in local memory)
+        a_src[u] = uint32_t(min(br.row_of(aw, m) + row, w->rows - 1) * w->row_bytes + c * 16);
+    }
+    constexpr int kBPer = 2 * 2 * kNTiles * 32 / (32 * W);
+    uint32_t b_src[kBPer];
+#pragma unroll
+    for (int u = 0; u < kBPer; ++u) {
+        const int i = tid + u * 32 * W;  // [chunk][step][n8 tile][lane]
+        const int c = i >> 8, st = (i >> 7) & 1, n = (i >> 5) & 3, l = i & 31;
+        b_src[u] = uint32_t(token_row(n < NT ? n * 8 + (l >> 2) : 0) * K + c * kChunkCols + (l & 3) * 8 + st * 4);
+    }
+    const int s_tok = tid & 31;
+    const uint32_t s_src = uint32_t(tid < 64 ? token_row(min(s_tok, NT * 8 - 1)) * nch + (tid >> 5) : 0);
+
+    auto load = [&](int kt, int stage) {
+        const uint32_t base = sbase + uint32_t(stage * St::kBytes);
+        const bool second = 2 * kt + 1 < nch;  // the tile's second chunk exists
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+            const int i = tid + u * 32 * W, aw = i >> 6, m = (i >> 5) & 1, row = (i >> 1) & 15, c = i & 1;
+            const uint8_t* data = static_cast<const uint8_t*>((m ? br.w[1] : br.w[0])->data);
+            if (c == 0 || second)
+                cp_async16(base + uint32_t(((aw * 2 + m) * 16 + row) * 32 + ((c ^ ((row >> 2) & 1)) * 16)),
+                           data + a_src[u] + kt * (kTileCols / 2));
+        }
+#pragma unroll
+        for (int u = 0; u < kBPer; ++u) {
+            const int i = tid + u * 32 * W;
+            if (((i >> 5) & 3) < NT && ((i >> 8) == 0 || second))
+                cp_async16(base + St::kA + i * 16, io.xp + b_src[u] + kt * kTileCols);
+        }
+        if (tid < 64 && s_tok < NT * 8 && ((tid >> 5) == 0 || second))
+            cp_async4(base + St::kA + St::kB + tid * 4, io.gsum + s_src + 2 * kt);
+    };
+
+    // This warp's rows: skip the arithmetic when all of them are past the matrix (loads still shared).
+    const bool active = br.row_of(wi, 0) < br.w[0]->rows;
+    // chunks per group: a power of two (mma_ok), the same for w[1] (mma_gate_up_ok); no divisions
+    const int gs = __ffs(br.w[0]->group) - 1, cs = gs - 5, cmask = (1 << cs) - 1;
+    // ldmatrix.x2 of chunk 0: lanes 0-7 address rows 0-7, lanes 8-15 rows 8-15 (chunk 1: ^ 16)
+    const int lrow = (lane & 7) + ((lane >> 3) & 1) * 8;
+    const uint32_t a_frag = uint32_t(lrow * 32 + (((lrow >> 2) & 1) * 16));
+
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int n = 0; n < NT; ++n)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) acc[m][n][j] = 0;
+    float P[2][NT][4], S[NT][2];
+
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+        if (s < nkt) load(s, s);
+        cp_async_commit();
+    }
+    for (int kt = 0; kt < nkt; ++kt) {
+        cp_async_wait<kStages - 2>();
+        __syncthreads();  // tile kt is in; every warp is done with tile kt - 1, whose buffer is refilled now
+        if (kt + kStages - 1 < nkt) load(kt + kStages - 1, (kt + kStages - 1) % kStages);
+        cp_async_commit();
+        if (!active) continue;
+        const int stage = kt % kStages;
+        const char* sp = smem + stage * St::kBytes;
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+            const int ch = 2 * kt + c;
+            if (ch >= nch) break;
+            const bool first = (ch & cmask) == 0, last = ((ch + 1) & cmask) == 0;
+            uint32_t q[2][2];  // rows g and g + 8
+#pragma unroll
+            for (int m = 0; m < 2; ++m)
+                ldmatrix_x2(q[m], sbase + uint32_t(stage * St::kBytes + (wi * 2 + m) * 512) + (a_frag ^ uint32_t(c * 16)));
+            const char* bp = sp + St::kA + c * (2 * kNTiles * 32 * 16);
+            const float* ssp = reinterpret_cast<const float*>(sp + St::kA + St::kB) + c * kTileTokens;
+            if (first) mma_chunk<true, NT>(q, bp, ssp, P, S);
+            else mma_chunk<false, NT>(q, bp, ssp, P, S);
+            if (last) {
+                // the group's {scale, bias} of rows g and g + 8 (after the products: fewer live registers)
+                const int gi = ch >> cs;
+                float sc[2][4];
+#pragma unroll
+                for (int m = 0; m < 2; ++m) {
+                    const DMat* w = br.w[m];
+                    const int64_t groups = w->cols >> gs;
+                    const int64_t i0 = min(br.row_of(wi, m) + g, w->rows - 1) * groups + gi;
+                    const int64_t i1 = min(br.row_of(wi, m) + g + 8, w->rows - 1) * groups + gi;
+                    sc[m][0] = load_scale(w->scales, w->scale_dtype, i0);
+                    sc[m][1] = load_scale(w->biases, w->scale_dtype, i0);
+                    sc[m][2] = load_scale(w->scales, w->scale_dtype, i1);
+                    sc[m][3] = load_scale(w->biases, w->scale_dtype, i1);
+                }
+#pragma unroll
+                for (int m = 0; m < 2; ++m)
+#pragma unroll
+                    for (int n = 0; n < NT; ++n) {
+                        acc[m][n][0] = fmaf(sc[m][0], P[m][n][0], fmaf(sc[m][1], S[n][0], acc[m][n][0]));
+                        acc[m][n][1] = fmaf(sc[m][0], P[m][n][1], fmaf(sc[m][1], S[n][1], acc[m][n][1]));
+                        acc[m][n][2] = fmaf(sc[m][2], P[m][n][2], fmaf(sc[m][3], S[n][0], acc[m][n][2]));
+                        acc[m][n][3] = fmaf(sc[m][2], P[m][n][3], fmaf(sc[m][3], S[n][1], acc[m][n][3]));
+                    }
+            }
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // the buffers are free for the next pass
+}
+
+// n8 tiles holding tokens for a pass that starts `left` tokens before the end
+__device__ __forceinline__ int tiles_for(int64_t left) { return int(min(int64_t(kNTiles), (left + 7) / 8)); }
+
+// Calls f(std::integral_constant<int, nt>) (nt = 1 .. kNTiles): the tile count known at compile time.
+template <class F>
+__device__ __forceinline__ void with_tiles(int nt, F&& f) {
+    switch (nt) {
+        case 1: f(std::integral_constant<int, 1>()); break;
+        case 2: f(std::integral_constant<int, 2>()); break;
+        case 3: f(std::integral_constant<int, 3>()); break;
+        default: f(std::integral_constant<int, 4>()); break;
+    }
+}
+
+// ---- kernels ----
+
+// Dense: block (row tile of 32 W, token tile of 32). y[t, r] for rows of m16 tile m.
+template <int W, int NT>
+__device__ __forceinline__ void dense_tile(const BlockInfo* bi, const MmaIo& io, int64_t n, float* y, char* smem) {
+    const BlockRows br{{&bi->w[0], &bi->w[0]}, int64_t(blockIdx.x) * W * 32, false};
+    const int64_t tok0 = int64_t(blockIdx.y) * kTileTokens;
+    float acc[2][NT][4];
+    mma_pass<W, NT>(br, io, [&](int j) { return min(tok0 + j, n - 1); }, smem, acc);
+    const int64_t rows = bi->w[0].rows;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3, wi = threadIdx.x >> 5;
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int i = 0; i < NT; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int64_t t = tok0 + i * 8 + 2 * t4 + (j & 1), r = br.row_of(wi, m) + g + (j >> 1) * 8;
+                if (t < n && r < rows) y[t * rows + r] = acc[m][i][j];
+            }
+}
+
+template <int W>
+__global__ void __launch_bounds__(W * 32, 8 / W * 2) mma_matmul_kernel(DMat w, MmaIo io, int64_t n, float* y) {
+    extern __shared__ __align__(128) char smem[];
+    const int64_t tok0 = int64_t(blockIdx.y) * kTileTokens;
+    const BlockInfo* bi = block_info(w, w);
+    with_tiles(tiles_for(n - tok0), [&](auto nt) { dense_tile<W, decltype(nt)::value>(bi, io, n, y, smem); });
+}
+
+constexpr int kMoeWarps = 8;
+
+// f(c0, NT) for the token tiles y, y + gridDim.y, ... of a job of `count` tokens (c0 its first
+// token, NT its n8 tiles as a std::integral_constant). Full tiles in a loop, the partial last one
+// after it: a loop around every tile count costs registers.
+template <class F>
+__device__ __forceinline__ void for_token_tiles(int count, F&& f) {
+    const int stride = int(gridDim.y) * kTileTokens;
+    int c0 = int(blockIdx.y) * kTileTokens;
+    for (; c0 + kTileTokens <= count; c0 += stride) f(c0, std::integral_constant<int, kNTiles>());
+    if (c0 < count) with_tiles(tiles_for(count - c0), [&](auto nt) { f(c0, nt); });
+}
+
+// Routed experts: block (row tile, first token tile, job); the block takes token tiles y, y +
+// gridDim.y, ... of its job (slots + bi->slot_begin, bi->count of them). Gate/up: 16 rows of gate
+// and of up a warp, act = silu(gate) * up.
+template <int NT>
+__device__ __forceinline__ void gate_up_tile(const BlockInfo* bi, const int32_t* slots, int c0, const MmaIo& io,
+                                             float* act, int64_t inter, char* smem) {
+    const BlockRows br{{&bi->w[0], &bi->w[1]}, int64_t(blockIdx.x) * kMoeWarps * 16, true};
+    float acc[2][NT][4];
+    {
+        const int32_t* sl = slots + bi->slot_begin;
+        const int last = bi->count - 1;
+        mma_pass<kMoeWarps, NT>(br, io, [&](int j) { return int64_t(sl[min(c0 + j, last)] / int32_t(io.div)); }, smem,
+                                acc);
+    }
+    const int32_t* sl = slots + bi->slot_begin;  // (read again: not held through the product)
+    const int count = bi->count;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3, wi = threadIdx.x >> 5;
+#pragma unroll
+    for (int i = 0; i < NT; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int c = c0 + i * 8 + 2 * t4 + (j & 1);
+            const int64_t r = br.row_of(wi, 0) + g + (j >> 1) * 8;
+            if (c < count && r < inter) act[int64_t(sl[c]) * inter + r] = fast_silu(acc[0][i][j]) * acc[1][i][j];
+        }
+}
+
+__global__ void __launch_bounds__(kMoeWarps * 32, 2)
+    mma_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, MmaIo io, float* act, int64_t inter) {
+    extern __shared__ __align__(128) char smem[];
+    const ExpertJob& job = jobs[blockIdx.z];
+    if (!mma_gate_up_ok(job)) return;  // (their cols are the input width, io.K)
+    const BlockInfo* bi = block_info(job.gate, job.up, job.slot_begin, job.count);
+    for_token_tiles(bi->count, [&](int c0, auto nt) {
+        gate_up_tile<decltype(nt)::value>(bi, slots, c0, io, act, inter, smem);
+    });
+}
+
+// Down: 32 rows a warp, routed = weight * (down act).
+template <int NT>
+__device__ __forceinline__ void down_tile(const BlockInfo* bi, const int32_t* slots, int c0, const MmaIo& io,
+                                          const float* weights, float* routed, int64_t hidden, char* smem) {
+    const BlockRows br{{&bi->w[0], &bi->w[0]}, int64_t(blockIdx.x) * kMoeWarps * 32, false};
+    float acc[2][NT][4];
+    {
+        const int32_t* sl = slots + bi->slot_begin;
+        const int last = bi->count - 1;
+        mma_pass<kMoeWarps, NT>(br, io, [&](int j) { return int64_t(sl[min(c0 + j, last)]); }, smem, acc);
+    }
+    const int32_t* sl = slots + bi->slot_begin;
+    const int count = bi->count;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3, wi = threadIdx.x >> 5;
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int i = 0; i < NT; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int c = c0 + i * 8 + 2 * t4 + (j & 1);
+                const int64_t r = br.row_of(wi, m) + g + (j >> 1) * 8;
+                if (c < count && r < hidden) {
+                    const int32_t slot = sl[c];
+                    routed[int64_t(slot) * hidden + r] = acc[m][i][j] * weights[slot];
+                }
+            }
+}
+
+__global__ void __launch_bounds__(kMoeWarps * 32, 2) mma_down_kernel(const ExpertJob* jobs, const int32_t* slots,
+                                                                     MmaIo io, const float* weights, float* routed,
+                                                                     int64_t hidden) {
+    extern __shared__ __align__(128) char smem[];
+    const ExpertJob& job = jobs[blockIdx.z];
+    if (!mma_ok(job.down)) return;
+    const BlockInfo* bi = block_info(job.down, job.down, job.slot_begin, job.count);
+    for_token_tiles(bi->count, [&](int c0, auto nt) {
+        down_tile<decltype(nt)::value>(bi, slots, c0, io, weights, routed, hidden, smem);
+    });
+}
+
+// ---- host side ----
+
+// Scratch for the prepared activations, one buffer per stream (grown after the stream is idle).
+// Deliberately never destroyed: a static destructor would run cudaFree after the CUDA runtime has
+// begun its own teardown at exit.
+void* stream_workspace(cudaStream_t stream, size_t bytes) {
+    static std::mutex mutex;
+    static auto* buffers = new std::map<cudaStream_t, DeviceBuffer>();
+    std::lock_guard<std::mutex> lock(mutex);
+    DeviceBuffer& b = (*buffers)[stream];
+    if (!b.get() || b.bytes() < bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+        b.reserve(std::max(bytes, b.bytes() * 2));
+    }
+    return b.get();
+}
+
+// Prepares x [n, K] (K a multiple of 32) for the tensor-core products.
+MmaIo prepare(const float* x, int64_t n, int64_t K, cudaStream_t stream) {
+    const size_t words = size_t(n * K), sums = size_t(n * (K / kChunkCols));
+    char* ws = static_cast<char*>(stream_workspace(stream, words * 4 + sums * 4 + 256));
+    MmaIo io;
+    io.xp = reinterpret_cast<uint32_t*>(ws);
+    io.gsum = reinterpret_cast<float*>(ws + (words * 4 + 255) / 256 * 256);
+    io.K = K;
+    const int64_t octs = K / 8;
+    prep_kernel<<<dim3(unsigned((octs + 127) / 128), unsigned(n)), 128, 0, stream>>>(
+        x, n, K, const_cast<uint32_t*>(io.xp), const_cast<float*>(io.gsum));
+    CUDA_CHECK_LAUNCH("prep_kernel");
+    return io;
+}
+
+int sm_count() {
+    static const int count = [] {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            return 132;
+        return v;
+    }();
+    return count;
+}
+
+// Dynamic shared memory above 48 KiB must be allowed per kernel (and device).
+template <class Kernel>
+void allow_smem(Kernel kernel, int bytes) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
+// Token tiles a routed-expert block walks through: one launch covers every token of the largest
+// job; blocks are only added along the tokens while the jobs alone leave the GPU short of blocks.
+unsigned moe_token_blocks(const MoeBatch& b, int64_t row_tiles) {
+    const int64_t tiles = (b.max_count + kTileTokens - 1) / kTileTokens;
+    const int64_t want = (2 * int64_t(sm_count()) + b.njobs * row_tiles - 1) / (b.njobs * row_tiles);
+    return unsigned(std::clamp<int64_t>(std::min(tiles, want), 1, 65535));
+}
+
+}  // namespace
+
+void mma_matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream) {
+    const MmaIo io = prepare(x, n, w.cols, stream);
+    const unsigned token_tiles = unsigned((n + kTileTokens - 1) / kTileTokens);
+    // 8 warps a block (256 rows) when that still gives two blocks an SM, else 4
+    const int64_t tiles8 = (w.rows + 255) / 256;
+    if (tiles8 * token_tiles >= 2 * int64_t(sm_count())) {
+        allow_smem(mma_matmul_kernel<8>, Stage<8>::kSmem);
+        mma_matmul_kernel<8><<<dim3(unsigned(tiles8), token_tiles), 8 * 32, Stage<8>::kSmem, stream>>>(w, io, n, y);
+    } else {
+        allow_smem(mma_matmul_kernel<4>, Stage<4>::kSmem);
+        mma_matmul_kernel<4><<<dim3(unsigned((w.rows + 127) / 128), token_tiles), 4 * 32, Stage<4>::kSmem, stream>>>(
+            w, io, n, y);
+    }
+    CUDA_CHECK_LAUNCH("mma_matmul_kernel");
+}
+
+void mma_moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream) {
+    MmaIo io = prepare(x, b.tokens, b.hidden, stream);
+    io.div = b.k;
+    const int64_t row_tiles = (b.intermediate + kMoeWarps * 16 - 1) / (kMoeWarps * 16);
+    allow_smem(mma_gate_up_kernel, Stage<kMoeWarps>::kSmem);
+    mma_gate_up_kernel<<<dim3(unsigned(row_tiles), moe_token_blocks(b, row_tiles), unsigned(b.njobs)), kMoeWarps * 32,
+                         Stage<kMoeWarps>::kSmem, stream>>>(b.jobs, b.slots, io, act, b.intermediate);
+    CUDA_CHECK_LAUNCH("mma_gate_up_kernel");
+}
+
+void mma_moe_down(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream) {
+    const MmaIo io = prepare(act, b.tokens * b.k, b.intermediate, stream);  // a row per slot
+    const int64_t row_tiles = (b.hidden + kMoeWarps * 32 - 1) / (kMoeWarps * 32);
+    allow_smem(mma_down_kernel, Stage<kMoeWarps>::kSmem);
+    mma_down_kernel<<<dim3(unsigned(row_tiles), moe_token_blocks(b, row_tiles), unsigned(b.njobs)), kMoeWarps * 32,
+                      Stage<kMoeWarps>::kSmem, stream>>>(b.jobs, b.slots, io, weights, routed, b.hidden);
+    CUDA_CHECK_LAUNCH("mma_down_kernel");
+}
+
+}  // namespace flashmoe::cuda
