@@ -27,16 +27,30 @@ public:
 // additions; values are compared against the magnitude sum_c |w_c x_c| (+ affine's |bias| terms).
 double dot_bound(int64_t len, double magnitude) { return std::ldexp(1.0, -24) * double(len + 64) * 2.0 * magnitude + 1e-6; }
 
-// act: the activation semantics of the process while the kernel runs and of the reference (int8
-// quantises the same bits on both sides, so the bound stays an fp32 rounding bound; it applies to
-// one token: several tokens always take the exact kernels).
+// Whether the CUDA kernels quantise a one-token product's activations with int8 (MatmulActivations
+// ::Int8): affine 4- or 8-bit with a register shape (4-bit 512..4096 columns, 8-bit 512..2048) and
+// groups of at most 256; every other matrix keeps the exact path, as CPUs without int8 kernels do.
+bool cuda_takes_int8(const Matrix& m) {
+    if (m.format != WeightFormat::Affine || (m.bits != 4 && m.bits != 8) || m.group_size > 256) return false;
+    const int64_t chunks = m.cols * m.bits / 128;
+    return m.cols % 256 == 0 && chunks >= 16 && chunks <= 128 && (m.bits == 4 || chunks >= 32);
+}
+
+// The reference semantics for one matrix: int8 where the CUDA kernel takes it (one token).
+MatmulActivations reference_activations(const Matrix& m, int64_t n, MatmulActivations act) {
+    return n == 1 && act == MatmulActivations::Int8 && cuda_takes_int8(m) ? act : MatmulActivations::F32;
+}
+
+// act: the activation semantics of the process while the kernel runs; the reference follows
+// reference_activations (int8 quantises the same bits on both sides, so the bound stays an fp32
+// rounding bound; several tokens always take the exact kernels).
 void check_matmul(const MatrixSpec& spec, int64_t n, std::mt19937_64& rng,
                   MatmulActivations act = MatmulActivations::F32) {
     SCOPED_TRACE(spec.name() + " n " + std::to_string(n) + " " + std::string(matmul_activations_name(act)));
     RandomMatrix w(spec, rng);
     Activations x(n, spec.cols, rng);
     std::vector<float> ref(static_cast<size_t>(n * spec.rows));
-    matmul_rows(Isa::Scalar, w.view, x.x, n, ref.data(), 0, spec.rows, n == 1 ? act : MatmulActivations::F32);
+    matmul_rows(Isa::Scalar, w.view, x.x, n, ref.data(), 0, spec.rows, reference_activations(w.view, n, act));
     set_matmul_activations(act);
     DeviceData d;
     cuda::DMat dw = d.put(w.view);
@@ -484,16 +498,15 @@ TEST(CudaKernels, ChunkedDeltaNetMatchesReference) {
 TEST(CudaKernels, MoeBatchMatchesReference) {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 rng(test_seed());
-    for (auto act : {MatmulActivations::F32, MatmulActivations::Int8})
+    for (auto mode : {MatmulActivations::F32, MatmulActivations::Int8})
     for (auto [H, I, n, k, E] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{64, 16, 1, 2, 4},
                                  {2048, 512, 1, 8, 12}, {72, 20, 19, 3, 5}, {256, 64, 40, 4, 6},
                                  {512, 1024, 1, 4, 9}, {4096, 512, 1, 3, 4}}) {
-        SCOPED_TRACE("H " + std::to_string(H) + " n " + std::to_string(n) + " " + std::string(matmul_activations_name(act)));
-        set_matmul_activations(act);
+        SCOPED_TRACE("H " + std::to_string(H) + " n " + std::to_string(n) + " " + std::string(matmul_activations_name(mode)));
+        set_matmul_activations(mode);
         // int8 applies to one token; the reference quantises the down input it computed itself, which
         // can round a code differently from the kernel's: a looser bound there
-        const MatmulActivations ref_act = n == 1 ? act : MatmulActivations::F32;
-        const double rel = ref_act == MatmulActivations::Int8 ? 2e-3 : 1e-4;
+        const double rel = n == 1 && mode == MatmulActivations::Int8 ? 2e-3 : 1e-4;
         std::vector<std::unique_ptr<RandomMatrix>> g, u, dn;
         DeviceData d;
         std::vector<cuda::ExpertJob> jobs;
@@ -556,10 +569,13 @@ TEST(CudaKernels, MoeBatchMatchesReference) {
         for (size_t s = 0; s < chosen.size(); ++s) {
             const int64_t e = chosen[s], t = int64_t(s) / k;
             std::vector<float> gg(static_cast<size_t>(I)), uu(static_cast<size_t>(I)), y(static_cast<size_t>(H));
-            matmul_rows(Isa::Scalar, g[size_t(e)]->view, &x[size_t(t * H)], 1, gg.data(), 0, I, ref_act);
-            matmul_rows(Isa::Scalar, u[size_t(e)]->view, &x[size_t(t * H)], 1, uu.data(), 0, I, ref_act);
+            const Matrix &gm = g[size_t(e)]->view, &um = u[size_t(e)]->view, &dm = dn[size_t(e)]->view;
+            // the kernel takes int8 for gate and up together (same shape and group), down on its own
+            const MatmulActivations gu_act = cuda_takes_int8(um) ? reference_activations(gm, n, mode) : MatmulActivations::F32;
+            matmul_rows(Isa::Scalar, gm, &x[size_t(t * H)], 1, gg.data(), 0, I, gu_act);
+            matmul_rows(Isa::Scalar, um, &x[size_t(t * H)], 1, uu.data(), 0, I, gu_act);
             for (int64_t i = 0; i < I; ++i) gg[size_t(i)] = cpu::silu(gg[size_t(i)]) * uu[size_t(i)];
-            matmul_rows(Isa::Scalar, dn[size_t(e)]->view, gg.data(), 1, y.data(), 0, H, ref_act);
+            matmul_rows(Isa::Scalar, dm, gg.data(), 1, y.data(), 0, H, reference_activations(dm, n, mode));
             double mag = 0;
             for (float v : y) mag = std::max(mag, double(std::fabs(v)));
             for (int64_t r = 0; r < H; ++r) {
