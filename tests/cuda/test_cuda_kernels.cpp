@@ -570,8 +570,10 @@ TEST(CudaKernels, MoeBatchMatchesReference) {
             const int64_t e = chosen[s], t = int64_t(s) / k;
             std::vector<float> gg(static_cast<size_t>(I)), uu(static_cast<size_t>(I)), y(static_cast<size_t>(H));
             const Matrix &gm = g[size_t(e)]->view, &um = u[size_t(e)]->view, &dm = dn[size_t(e)]->view;
-            // the kernel takes int8 for gate and up together (same shape and group), down on its own
-            const MatmulActivations gu_act = cuda_takes_int8(um) ? reference_activations(gm, n, mode) : MatmulActivations::F32;
+            // the experts' kernels take int8 for gate and up together (same shape and group, at most
+            // 2,048 columns: 4,096-column experts run the generic exact kernel), down on its own
+            const bool gu_int8 = cuda_takes_int8(um) && gm.cols <= 2048;
+            const MatmulActivations gu_act = gu_int8 ? reference_activations(gm, n, mode) : MatmulActivations::F32;
             matmul_rows(Isa::Scalar, gm, &x[size_t(t * H)], 1, gg.data(), 0, I, gu_act);
             matmul_rows(Isa::Scalar, um, &x[size_t(t * H)], 1, uu.data(), 0, I, gu_act);
             for (int64_t i = 0; i < I; ++i) gg[size_t(i)] = cpu::silu(gg[size_t(i)]) * uu[size_t(i)];

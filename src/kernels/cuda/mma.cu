@@ -176,8 +176,9 @@ __device__ __forceinline__ const BlockInfo* block_info(const DMat& a, const DMat
     return &info;
 }
 
-// SiLU without a division subroutine (its call would cost registers around it).
-__device__ __forceinline__ float fast_silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
+// SiLU with an accurate exp and a fast division (IEEE division is a subroutine whose registers would
+// spill here): within 2 ulp of x / (1 + exp(-x)).
+__device__ __forceinline__ float mma_silu(float x) { return __fdividef(x, 1.0f + expf(-x)); }
 
 // The products of one 32-column chunk into P (fresh when FIRST: the chunk starts a group), and the
 // chunk's activation sums into S. q[m] = {row g, row g + 8} words of m16 tile m; b = the chunk's
@@ -425,7 +426,7 @@ __device__ __forceinline__ void gate_up_tile(const BlockInfo* bi, const int32_t*
         for (int j = 0; j < 4; ++j) {
             const int c = c0 + i * 8 + 2 * t4 + (j & 1);
             const int64_t r = br.row_of(wi, 0) + g + (j >> 1) * 8;
-            if (c < count && r < inter) act[int64_t(sl[c]) * inter + r] = fast_silu(acc[0][i][j]) * acc[1][i][j];
+            if (c < count && r < inter) act[int64_t(sl[c]) * inter + r] = mma_silu(acc[0][i][j]) * acc[1][i][j];
         }
 }
 
