@@ -139,6 +139,7 @@ void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t str
         // on the fp32 kernels.
         const bool mma = b.tokens > 1 && (b.hidden % 32) == 0;
         if (mma) mma_moe_gate_up(b, x, act, stream);
+        if (mma && !b.needs_fp32) return;
         if (b.max_count == 1) {
             moe_gate_up_kernel<1><<<dim3(blocks_for(b.intermediate), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
                 b.jobs, b.slots, b.k, x, b.hidden, act, b.intermediate, mma);
@@ -159,6 +160,7 @@ void moe_down(const MoeBatch& b, const float* act, const float* weights, float* 
     } else {
         const bool mma = b.tokens > 1 && (b.intermediate % 32) == 0;
         if (mma) mma_moe_down(b, act, weights, routed, stream);
+        if (mma && !b.needs_fp32) return;
         if (b.max_count == 1) {
             moe_down_kernel<1><<<dim3(blocks_for(b.hidden), 1, unsigned(b.njobs)), kWarpsPerBlock * 32, 0, stream>>>(
                 b.jobs, b.slots, act, b.intermediate, weights, routed, b.hidden, mma);

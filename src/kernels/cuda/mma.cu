@@ -575,4 +575,6 @@ void mma_moe_down(const MoeBatch& b, const float* act, const float* weights, flo
     CUDA_CHECK_LAUNCH("mma_down_kernel");
 }
 
+bool tensor_cores_take(const ExpertJob& job) { return mma_gate_up_ok(job) && mma_ok(job.down); }
+
 }  // namespace flashmoe::cuda

@@ -119,7 +119,13 @@ struct MoeBatch {
     // Tokens of the forward this batch belongs to: 1 selects the single-token kernels (the same
     // ones moe_*_routed run, so a decode step's results do not depend on where the experts live).
     int64_t tokens = 0;
+    // Several tokens: whether some job's matrices need the fp32 kernels (false when every job runs
+    // on the tensor cores: the fp32 launches, each of whose blocks would only find nothing to do,
+    // are skipped). True is always safe.
+    bool needs_fp32 = true;
 };
+// Whether a routed expert's gate/up and down all run on the tensor cores for several tokens.
+bool tensor_cores_take(const ExpertJob& job);
 // act[s, :] = silu(gate x_t) * (up x_t) for every slot s of every job (x [n, hidden], act [n*k, intermediate]).
 void moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream);
 // routed[s, :] = weights[s] * (down act[s]) for every slot s of every job (routed [n*k, hidden]).

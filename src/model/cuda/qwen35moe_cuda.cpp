@@ -679,6 +679,7 @@ void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
         uint8_t* slot_list = host + job_bytes;
         int64_t max_count = 0;
         int32_t filled = 0;
+        bool needs_fp32 = false;
         for (size_t j = 0; j < which.size(); ++j) {
             const size_t e = which[j];
             ExpertJob job;
@@ -690,6 +691,7 @@ void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
             std::memcpy(slot_list + size_t(filled) * 4, order.data() + first[e], size_t(job.count) * 4);
             filled += job.count;
             max_count = std::max<int64_t>(max_count, job.count);
+            needs_fp32 = needs_fp32 || !tensor_cores_take(job);
             std::memcpy(host + j * sizeof(ExpertJob), &job, sizeof job);
         }
         const size_t bytes = job_bytes + size_t(filled) * 4;
@@ -699,7 +701,7 @@ void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
         else CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, s));
         used += (bytes + kStageAlign - 1) / kStageAlign * kStageAlign;
         MoeBatch batch{reinterpret_cast<const ExpertJob*>(dev), int64_t(which.size()), max_count,
-                       reinterpret_cast<const int32_t*>(dev + job_bytes), k, H, I, n};
+                       reinterpret_cast<const int32_t*>(dev + job_bytes), k, H, I, n, needs_fp32};
         moe_gate_up(batch, xn, act, s);
         moe_down(batch, act, d_weights_.as<float>(), routed, s);
     });
