@@ -3,7 +3,11 @@
 #include "kernels/cpu/matmul.h"
 #include "util/error.h"
 
+#include <algorithm>
 #include <array>
+#include <map>
+#include <mutex>
+#include <utility>
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -35,6 +39,18 @@ bool pdl_enabled() {
 }
 
 bool cuda_int8_activations() { return matmul_activations_for(true) == MatmulActivations::Int8; }
+
+void* stream_scratch(cudaStream_t stream, Scratch purpose, size_t bytes) {
+    static std::mutex mutex;
+    static auto* buffers = new std::map<std::pair<cudaStream_t, Scratch>, DeviceBuffer>();
+    std::lock_guard<std::mutex> lock(mutex);
+    DeviceBuffer& b = (*buffers)[{stream, purpose}];
+    if (!b.get() || b.bytes() < bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+        b.reserve(std::max(bytes, b.bytes() * 2));
+    }
+    return b.get();
+}
 
 int device_count() {
     int n = 0;

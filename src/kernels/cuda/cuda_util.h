@@ -38,6 +38,13 @@ bool pdl_enabled();
 // else int8. Read at launch time (a captured graph keeps the mode it was captured with).
 bool cuda_int8_activations();
 
+// Device scratch per (stream, purpose), grown to the largest request so far after synchronising the
+// stream (work in flight may still use the old buffer); never shrinks. Never freed: a static
+// destructor would run cudaFree after the CUDA runtime has begun its own teardown at exit. A captured
+// graph keeps the pointer it saw, so a user must size its scratch with an uncaptured run first.
+enum class Scratch { TensorCoreActivations, AttentionSplits, DeltaChunks };
+void* stream_scratch(cudaStream_t stream, Scratch purpose, size_t bytes);
+
 // Number of usable CUDA devices; 0 when there is no driver or no device (never throws).
 int device_count();
 

@@ -20,8 +20,6 @@
 #include "kernels/cuda/ops.h"
 
 #include <algorithm>
-#include <map>
-#include <mutex>
 
 namespace flashmoe::cuda {
 
@@ -439,19 +437,6 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-// Scratch per stream, grown (after a sync of that stream) to the largest request; never shrinks.
-float* chunk_scratch(cudaStream_t stream, size_t bytes) {
-    static std::mutex mutex;
-    static auto* buffers = new std::map<cudaStream_t, DeviceBuffer>();
-    std::lock_guard<std::mutex> lock(mutex);
-    DeviceBuffer& b = (*buffers)[stream];
-    if (!b.get() || b.bytes() < bytes) {
-        CUDA_CHECK(cudaStreamSynchronize(stream));
-        b.reserve(std::max(bytes, b.bytes() * 2));
-    }
-    return b.as<float>();
-}
-
 }  // namespace
 
 void deltanet_chunked(const DeltaNetArgs& args, cudaStream_t stream) {
@@ -465,7 +450,7 @@ void deltanet_chunked(const DeltaNetArgs& args, cudaStream_t stream) {
     cs.record = 3 * int64_t(cs.Dkp) * kChunk + 2 * int64_t(cs.Dvp) * kChunk;
     const int64_t max_chunks = (std::min(args.n, kSegmentTokens) + kChunk - 1) / kChunk;
     const int64_t records = args.value_heads * max_chunks;
-    float* ws = chunk_scratch(stream, size_t(records * cs.record + records) * 4);
+    float* ws = static_cast<float*>(stream_scratch(stream, Scratch::DeltaChunks, size_t(records * cs.record + records) * 4));
     float* glast = ws + records * cs.record;
 
     const size_t state_smem = size_t(2 * cs.Dkp * kChunk + cs.Dkp * kValueTile + kChunk * kValueTile) * 4;

@@ -1,11 +1,11 @@
 // Single-token weight products (decode): matmul_multi and the routed experts' one-token kernels,
 // with fp32 or int8 activations (MatmulActivations), every launch a programmatic dependent one.
+#include <algorithm>
+#include <type_traits>
+
 #include "kernels/cuda/cuda_util.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/weights.cuh"
-
-#include <algorithm>
-#include <type_traits>
 
 namespace flashmoe::cuda {
 
@@ -28,7 +28,7 @@ __device__ __forceinline__ float code_f(uint32_t v, uint32_t sel) {
 template <int BITS, int L, int CH>
 struct GemvRows {
     static constexpr int kCpc = 128 / BITS;  // columns per 16-byte chunk
-    static constexpr int kRpw = 32 / L;       // rows a warp works on at once
+    static constexpr int kRpw = 32 / L;      // rows a warp works on at once
 
     struct Row {
         uint4 q[CH];
@@ -37,14 +37,17 @@ struct GemvRows {
 
     // gpr: groups per row of the scales (w.cols / group, unless w is a column slice of a wider matrix)
     // Asks L2 for this lane's chunks of row r (no registers held: more bytes in flight per warp).
-    __device__ __forceinline__ static void prefetch_row(const DMat& w, int64_t r, int li, int64_t col_bytes = 0) {
+    __device__ __forceinline__ static void prefetch_row(const DMat& w, int64_t r, int li,
+                                                        int64_t col_bytes = 0) {
         const uint8_t* p = static_cast<const uint8_t*>(w.data) + r * w.row_bytes + col_bytes;
 #pragma unroll
-        for (int ch = 0; ch < CH; ++ch) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + (ch * L + li) * 16));
+        for (int ch = 0; ch < CH; ++ch)
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(p + (ch * L + li) * 16));
     }
 
     __device__ __forceinline__ static void load_row(const DMat& w, int64_t r, int li, Row& row, int64_t gpr) {
-        const uint4* p = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(w.data) + r * w.row_bytes);
+        const uint4* p =
+            reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(w.data) + r * w.row_bytes);
         const int gs = __ffs(w.group) - 1;  // groups are powers of two here (gemv_shape)
         const int64_t gbase = r * gpr;
 #pragma unroll
@@ -61,8 +64,8 @@ struct GemvRows {
 template <int BITS, int L, int CH>
 struct Gemv : GemvRows<BITS, L, CH> {
     using Base = GemvRows<BITS, L, CH>;
-    using typename Base::Row;
     using Base::kCpc;
+    using typename Base::Row;
     float x[CH * kCpc];
     float sx[CH];
 
@@ -83,7 +86,6 @@ struct Gemv : GemvRows<BITS, L, CH> {
             sx[ch] = s;
         }
     }
-
 
     // The full dot product (reduced over the row's L lanes; every lane of the group gets it).
     __device__ __forceinline__ float dot(const Row& row) const {
@@ -138,17 +140,19 @@ struct Q8Input {
 };
 
 __device__ __forceinline__ uint32_t pack_s8(int a, int b, int c, int d) {
-    return (uint32_t(a) & 0xffu) | (uint32_t(b) & 0xffu) << 8 | (uint32_t(c) & 0xffu) << 16 | uint32_t(d) << 24;
+    return (uint32_t(a) & 0xffu) | (uint32_t(b) & 0xffu) << 8 | (uint32_t(c) & 0xffu) << 16 |
+           uint32_t(d) << 24;
 }
 
 // x [cols] into `in` for BITS-bit weights with groups of `group` columns (cols a multiple of 256,
 // at most kQ8MaxCols; group a power of two from 16 to 256). Every thread of the block calls it.
 template <int BITS>
 __device__ void quantize_q8(const float* x, int64_t cols, int group, Q8Input& in) {
-    constexpr int kTpc = 128 / BITS / 8;  // threads (8 columns each) per chunk
-    const int tpg = group / 8;            // threads per group
+    constexpr int kTpc = 128 / BITS / 8;                               // threads (8 columns each) per chunk
+    const int tpg = group / 8;                                         // threads per group
     for (int64_t c8 = threadIdx.x; c8 < cols / 8; c8 += blockDim.x) {  // whole warps (cols % 256 == 0)
-        const float4 a = reinterpret_cast<const float4*>(x)[2 * c8], b = reinterpret_cast<const float4*>(x)[2 * c8 + 1];
+        const float4 a = reinterpret_cast<const float4*>(x)[2 * c8],
+                     b = reinterpret_cast<const float4*>(x)[2 * c8 + 1];
         const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
         float amax = 0.0f;
 #pragma unroll
@@ -235,7 +239,8 @@ __host__ __device__ inline int gemv_shape(const DMat& w) {
     if (w.format != kAffine || (w.bits != 4 && w.bits != 8)) return kGemvNone;
     if (w.row_bytes * 8 != w.cols * w.bits || (w.row_bytes & 15) != 0) return kGemvNone;
     const int64_t cpc = 128 / w.bits;
-    if (w.group % cpc != 0 || (w.group & (w.group - 1)) != 0 || w.cols >= (int64_t(1) << 30)) return kGemvNone;
+    if (w.group % cpc != 0 || (w.group & (w.group - 1)) != 0 || w.cols >= (int64_t(1) << 30))
+        return kGemvNone;
     const int64_t chunks = w.row_bytes / 16;
     if (w.bits == 4) {
         if (chunks == 16) return kG4L16C1;
@@ -256,7 +261,9 @@ __host__ __device__ inline bool q8_ok(const DMat& w) {
 }
 
 // Rows a warp works on at once for a shape.
-__host__ __device__ inline int gemv_rpw(int shape) { return shape == kG4L16C1 ? 2 : 1; }
+__host__ __device__ inline int gemv_rpw(int shape) {
+    return shape == kG4L16C1 ? 2 : 1;
+}
 
 // Up to four matrices sharing one single-token input, one launch: block b belongs to the matrix m
 // with first_block[m] <= b < first_block[m + 1]; each warp takes `rows_per_warp` row-sets.
@@ -305,14 +312,17 @@ __device__ __forceinline__ void gemv_prefetch(const DMat& w, int64_t warp, int r
         if (r >= w.rows) return;
         G::prefetch_row(w, r, li, col_bytes);
         if (li == 0) {
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const uint8_t*>(w.scales) + r * scale_row));
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const uint8_t*>(w.biases) + r * scale_row));
+            asm volatile(
+                "prefetch.global.L2 [%0];" ::"l"(static_cast<const uint8_t*>(w.scales) + r * scale_row));
+            asm volatile(
+                "prefetch.global.L2 [%0];" ::"l"(static_cast<const uint8_t*>(w.biases) + r * scale_row));
         }
     }
 }
 
 template <int BITS, int L, int CH>
-__device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* y, int64_t warp, int rpw_iters) {
+__device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* y, int64_t warp,
+                                          int rpw_iters) {
     using G = Gemv<BITS, L, CH>;
     constexpr int NB = CH >= 2 ? 2 : 4;
     const int64_t rs0 = warp * G::kRpw * rpw_iters;
@@ -320,7 +330,7 @@ __device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* 
     const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
     G g;
     g.load_x(x, li);
-    gemv_sets<G, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float (&v)[NB]) {
+    gemv_sets<G, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float(&v)[NB]) {
 #pragma unroll
         for (int u = 0; u < NB; ++u) {
             const int64_t r = rs + u * G::kRpw + sub;
@@ -333,7 +343,8 @@ __device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* 
 // first half); the odd warp's sums pass through shared memory and the even warp stores
 // first + second, one rounding as a single sum of the two would give.
 template <int BITS, int L, int CH>
-__device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, float* y, int64_t warp, int rpw_iters) {
+__device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, float* y, int64_t warp,
+                                                 int rpw_iters) {
     using G = Gemv<BITS, L, CH>;
     constexpr int NB = 2;
     __shared__ float odd_sums[kWarpsPerBlock / 2][NB * G::kRpw];
@@ -353,7 +364,7 @@ __device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, 
     g.load_x(x + h * half, li);
     gemv_sets<G, NB>(
         v, g, rs0, rpw_iters,
-        [&](int64_t rs, int it, const float (&val)[NB]) {
+        [&](int64_t rs, int it, const float(&val)[NB]) {
             if (h == 1 && li == 0) {
 #pragma unroll
                 for (int u = 0; u < NB; ++u) odd_sums[pair][u * G::kRpw + sub] = val[u];
@@ -379,13 +390,16 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) gemv_batch_kernel(Gemv
     gemv_prefetch<BITS, L, CH>(b.w[m], warp, b.rows_per_warp, HALVES);
     pdl_wait();
     pdl_trigger();
-    if (HALVES) gemv_warp_halves<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
-    else gemv_warp<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
+    if (HALVES)
+        gemv_warp_halves<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
+    else
+        gemv_warp<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
 }
 
 // One warp's row-sets of w with int8 activations (`in`: x quantised by the whole block).
 template <int BITS, int L, int CH>
-__device__ __forceinline__ void gemv_q8_warp(const DMat& w, const Q8Input& in, float* y, int64_t warp, int rpw_iters) {
+__device__ __forceinline__ void gemv_q8_warp(const DMat& w, const Q8Input& in, float* y, int64_t warp,
+                                             int rpw_iters) {
     using G = GemvQ8<BITS, L, CH>;
     constexpr int NB = CH >= 4 ? 1 : CH >= 2 ? 2 : 4;
     const int64_t rs0 = warp * G::kRpw * rpw_iters;
@@ -393,7 +407,7 @@ __device__ __forceinline__ void gemv_q8_warp(const DMat& w, const Q8Input& in, f
     const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
     G g;
     g.load_x(in, li);
-    gemv_sets<G, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float (&v)[NB]) {
+    gemv_sets<G, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float(&v)[NB]) {
 #pragma unroll
         for (int u = 0; u < NB; ++u) {
             const int64_t r = rs + u * G::kRpw + sub;
@@ -442,8 +456,8 @@ __device__ __forceinline__ void prefetch_rows(const DMat& w, int64_t rs0, int rp
 
 // act[r] = silu(gate_r x) * (up_r x) for this warp's row-sets; g holds x (fp32 or int8).
 template <class G>
-__device__ __forceinline__ void gate_up_rows(const ExpertJob& job, const G& g, float* act, int64_t inter, int64_t rs0,
-                                             int rpw_iters) {
+__device__ __forceinline__ void gate_up_rows(const ExpertJob& job, const G& g, float* act, int64_t inter,
+                                             int64_t rs0, int rpw_iters) {
     constexpr int L = 32 / G::kRpw;
     const int lane = threadIdx.x & 31, li = lane % L, sub = lane / L;
     for (int it = 0; it < rpw_iters; ++it) {  // a row-set of gate and one of up loaded together
@@ -491,7 +505,7 @@ __device__ __forceinline__ void down_warp(const DMat& w, const float* a, float w
         g.load_x(a, li);
     }
     if (rs0 >= w.rows) return;
-    gemv_sets<G, 2>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float (&v)[2]) {
+    gemv_sets<G, 2>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float(&v)[2]) {
 #pragma unroll
         for (int u = 0; u < 2; ++u) {
             const int64_t r = rs + u * G::kRpw + sub;
@@ -505,7 +519,7 @@ constexpr int kDownRowsPerWarp = 4;
 
 // The slot and job of this block (see above).
 __device__ __forceinline__ const ExpertJob* expert_job(const ExpertJob* jobs, const int32_t* ids,
-                                                      const int32_t* slots, int64_t& slot) {
+                                                       const int32_t* slots, int64_t& slot) {
     if (ids) {
         slot = blockIdx.y;
         return &jobs[ids[slot]];
@@ -517,8 +531,8 @@ __device__ __forceinline__ const ExpertJob* expert_job(const ExpertJob* jobs, co
 // Q8: int8 activations where the matrices take them (q8_ok), the fp32 path otherwise.
 template <bool Q8>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, Q8 ? 3 : 2)
-    moe_gate_up_one_kernel(const ExpertJob* jobs, const int32_t* ids, const int32_t* slots, int64_t k, const float* x,
-                           int64_t hidden, float* act, int64_t inter) {
+    moe_gate_up_one_kernel(const ExpertJob* jobs, const int32_t* ids, const int32_t* slots, int64_t k,
+                           const float* x, int64_t hidden, float* act, int64_t inter) {
     __shared__ __align__(16) std::conditional_t<Q8, Q8Input, char> q8_smem;
     Q8Input* q8_in = Q8 ? reinterpret_cast<Q8Input*>(&q8_smem) : nullptr;
     pdl_wait();
@@ -539,20 +553,38 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, Q8 ? 3 : 2)
         if constexpr (Q8) {  // the int8 path where it applies, else the generic one (fewer registers)
             if (q8_ok(job->gate) && job->gate.group == job->up.group) {
                 switch (shape) {
-                    case kG4L16C1: gate_up_warp<4, 16, 1, true>(*job, xr, ar, inter, warp, R / 2, q8_in); return;
-                    case kG4L32C1: gate_up_warp<4, 32, 1, true>(*job, xr, ar, inter, warp, R, q8_in); return;
-                    case kG4L32C2: gate_up_warp<4, 32, 2, true>(*job, xr, ar, inter, warp, R, q8_in); return;
-                    case kG8L32C2: gate_up_warp<8, 32, 2, true>(*job, xr, ar, inter, warp, R, q8_in); return;
-                    default: break;
+                    case kG4L16C1:
+                        gate_up_warp<4, 16, 1, true>(*job, xr, ar, inter, warp, R / 2, q8_in);
+                        return;
+                    case kG4L32C1:
+                        gate_up_warp<4, 32, 1, true>(*job, xr, ar, inter, warp, R, q8_in);
+                        return;
+                    case kG4L32C2:
+                        gate_up_warp<4, 32, 2, true>(*job, xr, ar, inter, warp, R, q8_in);
+                        return;
+                    case kG8L32C2:
+                        gate_up_warp<8, 32, 2, true>(*job, xr, ar, inter, warp, R, q8_in);
+                        return;
+                    default:
+                        break;
                 }
             }
         } else {
             switch (shape) {
-                case kG4L16C1: gate_up_warp<4, 16, 1, false>(*job, xr, ar, inter, warp, R / 2, q8_in); return;
-                case kG4L32C1: gate_up_warp<4, 32, 1, false>(*job, xr, ar, inter, warp, R, q8_in); return;
-                case kG4L32C2: gate_up_warp<4, 32, 2, false>(*job, xr, ar, inter, warp, R, q8_in); return;
-                case kG8L32C2: gate_up_warp<8, 32, 2, false>(*job, xr, ar, inter, warp, R, q8_in); return;
-                default: break;
+                case kG4L16C1:
+                    gate_up_warp<4, 16, 1, false>(*job, xr, ar, inter, warp, R / 2, q8_in);
+                    return;
+                case kG4L32C1:
+                    gate_up_warp<4, 32, 1, false>(*job, xr, ar, inter, warp, R, q8_in);
+                    return;
+                case kG4L32C2:
+                    gate_up_warp<4, 32, 2, false>(*job, xr, ar, inter, warp, R, q8_in);
+                    return;
+                case kG8L32C2:
+                    gate_up_warp<8, 32, 2, false>(*job, xr, ar, inter, warp, R, q8_in);
+                    return;
+                default:
+                    break;
             }
         }
     }
@@ -585,20 +617,38 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, Q8 ? 3 : 2)
     if constexpr (Q8) {  // the int8 path where it applies, else the generic one (fewer registers)
         if (q8_ok(job->down)) {
             switch (gemv_shape(job->down)) {
-                case kG4L16C1: down_warp<4, 16, 1, true>(job->down, ar, wt, out, warp, R / 2, q8_in); return;
-                case kG4L32C1: down_warp<4, 32, 1, true>(job->down, ar, wt, out, warp, R, q8_in); return;
-                case kG4L32C2: down_warp<4, 32, 2, true>(job->down, ar, wt, out, warp, R, q8_in); return;
-                case kG8L32C2: down_warp<8, 32, 2, true>(job->down, ar, wt, out, warp, R, q8_in); return;
-                default: break;
+                case kG4L16C1:
+                    down_warp<4, 16, 1, true>(job->down, ar, wt, out, warp, R / 2, q8_in);
+                    return;
+                case kG4L32C1:
+                    down_warp<4, 32, 1, true>(job->down, ar, wt, out, warp, R, q8_in);
+                    return;
+                case kG4L32C2:
+                    down_warp<4, 32, 2, true>(job->down, ar, wt, out, warp, R, q8_in);
+                    return;
+                case kG8L32C2:
+                    down_warp<8, 32, 2, true>(job->down, ar, wt, out, warp, R, q8_in);
+                    return;
+                default:
+                    break;
             }
         }
     } else {
         switch (gemv_shape(job->down)) {
-            case kG4L16C1: down_warp<4, 16, 1, false>(job->down, ar, wt, out, warp, R / 2, q8_in); return;
-            case kG4L32C1: down_warp<4, 32, 1, false>(job->down, ar, wt, out, warp, R, q8_in); return;
-            case kG4L32C2: down_warp<4, 32, 2, false>(job->down, ar, wt, out, warp, R, q8_in); return;
-            case kG8L32C2: down_warp<8, 32, 2, false>(job->down, ar, wt, out, warp, R, q8_in); return;
-            default: break;
+            case kG4L16C1:
+                down_warp<4, 16, 1, false>(job->down, ar, wt, out, warp, R / 2, q8_in);
+                return;
+            case kG4L32C1:
+                down_warp<4, 32, 1, false>(job->down, ar, wt, out, warp, R, q8_in);
+                return;
+            case kG4L32C2:
+                down_warp<4, 32, 2, false>(job->down, ar, wt, out, warp, R, q8_in);
+                return;
+            case kG8L32C2:
+                down_warp<8, 32, 2, false>(job->down, ar, wt, out, warp, R, q8_in);
+                return;
+            default:
+                break;
         }
     }
     const int lane = threadIdx.x & 31;
@@ -616,8 +666,12 @@ dim3 gate_up_one_grid(int64_t intermediate, int64_t slots) {
     return dim3(unsigned((intermediate + rows - 1) / rows), unsigned(slots));
 }
 // The single-token expert kernels of the process's activation mode.
-auto gate_up_one_kernel() { return cuda_int8_activations() ? moe_gate_up_one_kernel<true> : moe_gate_up_one_kernel<false>; }
-auto down_one_kernel() { return cuda_int8_activations() ? moe_down_one_kernel<true> : moe_down_one_kernel<false>; }
+auto gate_up_one_kernel() {
+    return cuda_int8_activations() ? moe_gate_up_one_kernel<true> : moe_gate_up_one_kernel<false>;
+}
+auto down_one_kernel() {
+    return cuda_int8_activations() ? moe_down_one_kernel<true> : moe_down_one_kernel<false>;
+}
 
 dim3 down_one_grid(int64_t hidden, int64_t slots) {
     constexpr int64_t rows = kWarpsPerBlock * kDownRowsPerWarp;
@@ -631,8 +685,8 @@ int gemv_q8(const DMat* const* w, float* const* y, int i, int count, const float
     GemvBatch b;
     int64_t total_rows = 0;
     int j = i;
-    for (; j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && q8_ok(*w[j]) && gemv_shape(*w[j]) == shape &&
-           w[j]->group == w[i]->group;
+    for (; j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && q8_ok(*w[j]) &&
+           gemv_shape(*w[j]) == shape && w[j]->group == w[i]->group;
          ++j)
         total_rows += w[j]->rows;
     b.count = j - i;
@@ -648,13 +702,27 @@ int gemv_q8(const DMat* const* w, float* const* y, int i, int count, const float
     b.first_block[b.count] = blocks;
     void (*kernel)(GemvBatch, const float*) = nullptr;
     switch (shape) {
-        case kG4L16C1: kernel = gemv_q8_kernel<4, 16, 1>; break;
-        case kG4L32C1: kernel = gemv_q8_kernel<4, 32, 1>; break;
-        case kG4L32C2: kernel = gemv_q8_kernel<4, 32, 2>; break;
-        case kG4L32C4: kernel = gemv_q8_kernel<4, 32, 4>; break;
-        case kG8L32C1: kernel = gemv_q8_kernel<8, 32, 1>; break;
-        case kG8L32C2: kernel = gemv_q8_kernel<8, 32, 2>; break;
-        default: kernel = gemv_q8_kernel<8, 32, 4>; break;
+        case kG4L16C1:
+            kernel = gemv_q8_kernel<4, 16, 1>;
+            break;
+        case kG4L32C1:
+            kernel = gemv_q8_kernel<4, 32, 1>;
+            break;
+        case kG4L32C2:
+            kernel = gemv_q8_kernel<4, 32, 2>;
+            break;
+        case kG4L32C4:
+            kernel = gemv_q8_kernel<4, 32, 4>;
+            break;
+        case kG8L32C1:
+            kernel = gemv_q8_kernel<8, 32, 1>;
+            break;
+        case kG8L32C2:
+            kernel = gemv_q8_kernel<8, 32, 2>;
+            break;
+        default:
+            kernel = gemv_q8_kernel<8, 32, 4>;
+            break;
     }
     launch("gemv_q8_kernel", kernel, unsigned(blocks), kWarpsPerBlock * 32, 0, stream, b, x);
     return j;
@@ -700,13 +768,27 @@ void matmul_multi(const DMat* const* w, float* const* y, int count, const float*
         b.first_block[b.count] = blocks;
         void (*kernel)(GemvBatch, const float*) = nullptr;
         switch (shape) {
-            case kG4L16C1: kernel = gemv_batch_kernel<4, 16, 1, false>; break;
-            case kG4L32C1: kernel = gemv_batch_kernel<4, 32, 1, false>; break;
-            case kG4L32C2: kernel = gemv_batch_kernel<4, 32, 2, false>; break;
-            case kG4L32C4: kernel = gemv_batch_kernel<4, 32, 2, true>; break;
-            case kG8L32C1: kernel = gemv_batch_kernel<8, 32, 1, false>; break;
-            case kG8L32C2: kernel = gemv_batch_kernel<8, 32, 2, false>; break;
-            default: kernel = gemv_batch_kernel<8, 32, 2, true>; break;
+            case kG4L16C1:
+                kernel = gemv_batch_kernel<4, 16, 1, false>;
+                break;
+            case kG4L32C1:
+                kernel = gemv_batch_kernel<4, 32, 1, false>;
+                break;
+            case kG4L32C2:
+                kernel = gemv_batch_kernel<4, 32, 2, false>;
+                break;
+            case kG4L32C4:
+                kernel = gemv_batch_kernel<4, 32, 2, true>;
+                break;
+            case kG8L32C1:
+                kernel = gemv_batch_kernel<8, 32, 1, false>;
+                break;
+            case kG8L32C2:
+                kernel = gemv_batch_kernel<8, 32, 2, false>;
+                break;
+            default:
+                kernel = gemv_batch_kernel<8, 32, 2, true>;
+                break;
         }
         launch("gemv_batch_kernel", kernel, unsigned(blocks), kWarpsPerBlock * 32, 0, stream, b, x);
         i = j;
@@ -718,7 +800,8 @@ void moe_gate_up_one(const MoeBatch& b, const float* x, float* act, cudaStream_t
            kWarpsPerBlock * 32, 0, stream, b.jobs, nullptr, b.slots, b.k, x, b.hidden, act, b.intermediate);
 }
 
-void moe_down_one(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream) {
+void moe_down_one(const MoeBatch& b, const float* act, const float* weights, float* routed,
+                  cudaStream_t stream) {
     launch("moe_down_one_kernel", down_one_kernel(), down_one_grid(b.hidden, b.njobs), kWarpsPerBlock * 32, 0,
            stream, b.jobs, nullptr, b.slots, act, b.intermediate, weights, routed, b.hidden);
 }
@@ -726,15 +809,16 @@ void moe_down_one(const MoeBatch& b, const float* act, const float* weights, flo
 void moe_gate_up_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t k, int64_t hidden,
                         int64_t intermediate, const float* x, float* act, cudaStream_t stream) {
     if (slots <= 0) return;
-    launch("moe_gate_up_one_kernel", gate_up_one_kernel(), gate_up_one_grid(intermediate, slots), kWarpsPerBlock * 32,
-           0, stream, table, ids, nullptr, k, x, hidden, act, intermediate);
+    launch("moe_gate_up_one_kernel", gate_up_one_kernel(), gate_up_one_grid(intermediate, slots),
+           kWarpsPerBlock * 32, 0, stream, table, ids, nullptr, k, x, hidden, act, intermediate);
 }
 
-void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden, int64_t intermediate,
-                     const float* act, const float* weights, float* routed, cudaStream_t stream) {
+void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden,
+                     int64_t intermediate, const float* act, const float* weights, float* routed,
+                     cudaStream_t stream) {
     if (slots <= 0) return;
-    launch("moe_down_one_kernel", down_one_kernel(), down_one_grid(hidden, slots), kWarpsPerBlock * 32, 0, stream,
-           table, ids, nullptr, act, intermediate, weights, routed, hidden);
+    launch("moe_down_one_kernel", down_one_kernel(), down_one_grid(hidden, slots), kWarpsPerBlock * 32, 0,
+           stream, table, ids, nullptr, act, intermediate, weights, routed, hidden);
 }
 
 }  // namespace flashmoe::cuda

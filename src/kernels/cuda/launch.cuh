@@ -11,9 +11,9 @@
 // sm_90 or FLASHMOE_CUDA_PDL=0 (then both calls are no-ops).
 #pragma once
 
-#include "kernels/cuda/cuda_util.h"
-
 #include <cuda_runtime.h>
+
+#include "kernels/cuda/cuda_util.h"
 
 namespace flashmoe::cuda {
 
@@ -32,14 +32,15 @@ __device__ __forceinline__ void pdl_trigger() {
 // Asks L2 for the 128-byte lines of [p, p + bytes) this thread is given (thread `i` of `n`).
 __device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes, int64_t i, int64_t n) {
     const char* c = static_cast<const char*>(p);
-    for (int64_t off = i * 128; off < bytes; off += n * 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
+    for (int64_t off = i * 128; off < bytes; off += n * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
 }
 
 // kernel<<<grid, block, smem, stream>>>(args...), with PDL where pdl_enabled(); a launch error is an
 // Error naming `name`.
 template <class... Params, class... Args>
-void launch(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-            Args&&... args) {
+void launch(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+            cudaStream_t stream, Args&&... args) {
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;

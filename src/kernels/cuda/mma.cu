@@ -27,8 +27,6 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
-#include <map>
-#include <mutex>
 #include <type_traits>
 
 namespace flashmoe::cuda {
@@ -484,25 +482,10 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 2) mma_down_kernel(const Exper
 
 // ---- host side ----
 
-// Scratch for the prepared activations, one buffer per stream (grown after the stream is idle).
-// Deliberately never destroyed: a static destructor would run cudaFree after the CUDA runtime has
-// begun its own teardown at exit.
-void* stream_workspace(cudaStream_t stream, size_t bytes) {
-    static std::mutex mutex;
-    static auto* buffers = new std::map<cudaStream_t, DeviceBuffer>();
-    std::lock_guard<std::mutex> lock(mutex);
-    DeviceBuffer& b = (*buffers)[stream];
-    if (!b.get() || b.bytes() < bytes) {
-        CUDA_CHECK(cudaStreamSynchronize(stream));
-        b.reserve(std::max(bytes, b.bytes() * 2));
-    }
-    return b.get();
-}
-
 // Prepares x [n, K] (K a multiple of 32) for the tensor-core products.
 MmaIo prepare(const float* x, int64_t n, int64_t K, cudaStream_t stream) {
     const size_t words = size_t(n * K), sums = size_t(n * (K / kChunkCols));
-    char* ws = static_cast<char*>(stream_workspace(stream, words * 4 + sums * 4 + 256));
+    char* ws = static_cast<char*>(stream_scratch(stream, Scratch::TensorCoreActivations, words * 4 + sums * 4 + 256));
     MmaIo io;
     io.xp = reinterpret_cast<uint32_t*>(ws);
     io.gsum = reinterpret_cast<float*>(ws + (words * 4 + 255) / 256 * 256);

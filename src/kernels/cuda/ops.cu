@@ -7,8 +7,6 @@
 
 #include <algorithm>
 #include <cfloat>
-#include <map>
-#include <mutex>
 
 namespace flashmoe::cuda {
 
@@ -687,22 +685,6 @@ __global__ void add_sigmoid_scaled_kernel(float* out, const float* y, const floa
         out[i] += sigmoidf_(g[i / hidden]) * y[i];
 }
 
-// Scratch for the split attention's partial results, one buffer per stream, grown only while the
-// stream is idle and not being captured (a captured graph keeps the pointer it saw; the forward
-// runs a configuration uncaptured before it captures it, which sizes this first). Deliberately never
-// destroyed, like the tensor-core path's workspace (no cudaFree during the runtime's teardown).
-void* attention_workspace(cudaStream_t stream, size_t bytes) {
-    static std::mutex mutex;
-    static auto* buffers = new std::map<cudaStream_t, DeviceBuffer>();
-    std::lock_guard<std::mutex> lock(mutex);
-    DeviceBuffer& b = (*buffers)[stream];
-    if (!b.get() || b.bytes() < bytes) {
-        CUDA_CHECK(cudaStreamSynchronize(stream));
-        b.reserve(std::max(bytes, b.bytes() * 2));
-    }
-    return b.get();
-}
-
 unsigned grid_for(int64_t count, int threads) {
     return unsigned(std::clamp<int64_t>((count + threads - 1) / threads, 1, 4096));
 }
@@ -755,7 +737,9 @@ void attention(const AttentionShape& s, const float* q, const float* keys, const
         // at every position up to it).
         const int64_t splits = std::min<int64_t>(32, (bound + 31) / 32);
         const int64_t chunk = (bound + splits - 1) / splits;
-        float* part = static_cast<float*>(attention_workspace(stream, size_t(s.heads * splits * (s.head_dim + 2)) * 4));
+        // grown only while uncaptured: the forward runs a configuration before it captures it
+        float* part = static_cast<float*>(
+            stream_scratch(stream, Scratch::AttentionSplits, size_t(s.heads * splits * (s.head_dim + 2)) * 4));
         launch("attention_split_kernel", attention_split_kernel, dim3(unsigned(s.heads), unsigned(splits)), kAttnThreads, smem, stream, s, q, keys, values, chunk, part);
         launch("attention_merge_kernel", attention_merge_kernel, unsigned(s.heads), 128, 0, stream, s, q, part, splits, out);
         return;

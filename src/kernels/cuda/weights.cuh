@@ -2,13 +2,13 @@
 // format (the generic path), and the launchers each file offers the other. Included by .cu files only.
 #pragma once
 
-#include "kernels/cuda/device_util.cuh"
-#include "kernels/cuda/dmat.h"
-#include "kernels/cuda/ops.h"
-
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+
+#include "kernels/cuda/device_util.cuh"
+#include "kernels/cuda/dmat.h"
+#include "kernels/cuda/ops.h"
 
 namespace flashmoe::cuda {
 
@@ -17,9 +17,12 @@ constexpr int kWarpsPerBlock = 8;
 // Element (r, c) of w in fp32 (any format; the slow, obviously right path).
 __device__ inline float load_weight(const DMat& w, int64_t r, int64_t c) {
     switch (w.format) {
-        case kF32: return static_cast<const float*>(w.data)[r * w.cols + c];
-        case kF16: return f16f(static_cast<const uint16_t*>(w.data)[r * w.cols + c]);
-        case kBF16: return bf16f(static_cast<const uint16_t*>(w.data)[r * w.cols + c]);
+        case kF32:
+            return static_cast<const float*>(w.data)[r * w.cols + c];
+        case kF16:
+            return f16f(static_cast<const uint16_t*>(w.data)[r * w.cols + c]);
+        case kBF16:
+            return bf16f(static_cast<const uint16_t*>(w.data)[r * w.cols + c]);
         default: {
             const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
             const int64_t bit = c * w.bits;
@@ -28,7 +31,8 @@ __device__ inline float load_weight(const DMat& w, int64_t r, int64_t c) {
             if (shift + w.bits > 8) v |= uint32_t(row[(bit >> 3) + 1]) << 8;
             const uint32_t code = (v >> shift) & ((1u << w.bits) - 1u);
             const int64_t gi = r * (w.cols / w.group) + c / w.group;
-            return load_scale(w.scales, w.scale_dtype, gi) * float(code) + load_scale(w.biases, w.scale_dtype, gi);
+            return load_scale(w.scales, w.scale_dtype, gi) * float(code) +
+                   load_scale(w.biases, w.scale_dtype, gi);
         }
     }
 }
@@ -36,8 +40,8 @@ __device__ inline float load_weight(const DMat& w, int64_t r, int64_t c) {
 // One 32-bit word of BITS-bit codes holding columns [c0, c0 + 32/BITS): adds
 // scale * sum(q x) + bias * sum(x) to each token's accumulator.
 template <int BITS, int NT>
-__device__ __forceinline__ void affine_word(uint32_t word, int64_t c0, float s, float b, const float* const* xs,
-                                            float (&acc)[NT]) {
+__device__ __forceinline__ void affine_word(uint32_t word, int64_t c0, float s, float b,
+                                            const float* const* xs, float (&acc)[NT]) {
     constexpr int kCodes = 32 / BITS;
     constexpr uint32_t kMask = (1u << BITS) - 1u;
 #pragma unroll
@@ -61,9 +65,11 @@ __device__ __forceinline__ void affine_word(uint32_t word, int64_t c0, float s, 
 
 // Word-wise affine path for BITS in {4, 8} (x rows 16-byte aligned, cols a multiple of 32/BITS * ...).
 template <int BITS, int NT>
-__device__ inline void affine_row(const DMat& w, int64_t r, const float* const* xs, float (&acc)[NT], int lane) {
+__device__ inline void affine_row(const DMat& w, int64_t r, const float* const* xs, float (&acc)[NT],
+                                  int lane) {
     constexpr int kCodes = 32 / BITS;
-    const uint32_t* row = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + r * w.row_bytes);
+    const uint32_t* row =
+        reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + r * w.row_bytes);
     const int64_t words = w.row_bytes / 4;
     const int64_t groups = w.cols / w.group;
     const int64_t gbase = r * groups;
@@ -139,6 +145,7 @@ __device__ inline void row_dot(const DMat& w, int64_t r, const float* const* xs,
 void matmul_generic_one(const DMat& w, const float* x, float* y, cudaStream_t stream);
 // moe_gate_up / moe_down for one token (b.tokens == 1, one slot per job): the single-token kernels.
 void moe_gate_up_one(const MoeBatch& b, const float* x, float* act, cudaStream_t stream);
-void moe_down_one(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream);
+void moe_down_one(const MoeBatch& b, const float* act, const float* weights, float* routed,
+                  cudaStream_t stream);
 
 }  // namespace flashmoe::cuda
