@@ -298,6 +298,21 @@ __device__ __forceinline__ void gemv_sets(const DMat& w, const G& g, int64_t rs0
     }
 }
 
+// y[r] = scale * (row r of w) x for this warp's row-sets (g holds x, fp32 or int8; scale 1 is exact).
+template <class G, int NB>
+__device__ __forceinline__ void store_rows(const DMat& w, const G& g, int64_t rs0, int rpw_iters, float* y,
+                                           float scale) {
+    constexpr int L = 32 / G::kRpw;
+    const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
+    gemv_sets<G, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float(&v)[NB]) {
+#pragma unroll
+        for (int u = 0; u < NB; ++u) {
+            const int64_t r = rs + u * G::kRpw + sub;
+            if (li == 0 && it + u < rpw_iters && r < w.rows) y[r] = v[u] * scale;
+        }
+    });
+}
+
 // This warp's rows (as gemv_warp / gemv_warp_halves will visit them) into L2, scales and biases
 // included: issued before the kernel waits for its input, so the weights arrive meanwhile.
 template <int BITS, int L, int CH>
@@ -327,16 +342,9 @@ __device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* 
     constexpr int NB = CH >= 2 ? 2 : 4;
     const int64_t rs0 = warp * G::kRpw * rpw_iters;
     if (rs0 >= w.rows) return;
-    const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
     G g;
-    g.load_x(x, li);
-    gemv_sets<G, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float(&v)[NB]) {
-#pragma unroll
-        for (int u = 0; u < NB; ++u) {
-            const int64_t r = rs + u * G::kRpw + sub;
-            if (li == 0 && it + u < rpw_iters && r < w.rows) y[r] = v[u];
-        }
-    });
+    g.load_x(x, (threadIdx.x & 31) % L);
+    store_rows<G, NB>(w, g, rs0, rpw_iters, y, 1.0f);
 }
 
 // Rows of twice CH chunks a lane: the two warps of a pair split the columns in halves (even warp:
@@ -404,16 +412,9 @@ __device__ __forceinline__ void gemv_q8_warp(const DMat& w, const Q8Input& in, f
     constexpr int NB = CH >= 4 ? 1 : CH >= 2 ? 2 : 4;
     const int64_t rs0 = warp * G::kRpw * rpw_iters;
     if (rs0 >= w.rows) return;
-    const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
     G g;
-    g.load_x(in, li);
-    gemv_sets<G, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float(&v)[NB]) {
-#pragma unroll
-        for (int u = 0; u < NB; ++u) {
-            const int64_t r = rs + u * G::kRpw + sub;
-            if (li == 0 && it + u < rpw_iters && r < w.rows) y[r] = v[u];
-        }
-    });
+    g.load_x(in, (threadIdx.x & 31) % L);
+    store_rows<G, NB>(w, g, rs0, rpw_iters, y, 1.0f);
 }
 
 // Matrices of one shape and group size, q8_ok, one launch (as gemv_batch_kernel; whole rows).
@@ -505,17 +506,37 @@ __device__ __forceinline__ void down_warp(const DMat& w, const float* a, float w
         g.load_x(a, li);
     }
     if (rs0 >= w.rows) return;
-    gemv_sets<G, 2>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float(&v)[2]) {
-#pragma unroll
-        for (int u = 0; u < 2; ++u) {
-            const int64_t r = rs + u * G::kRpw + sub;
-            if (li == 0 && it + u < rpw_iters && r < w.rows) out[r] = v[u] * wt;
-        }
-    });
+    store_rows<G, 2>(w, g, rs0, rpw_iters, out, wt);
 }
 
 constexpr int kGateUpRowsPerWarp = 2;  // rows of gate and of up
 constexpr int kDownRowsPerWarp = 4;
+
+// The register shapes the experts' one-token kernels take: f(Shape<bits, lanes, chunks>{}) for
+// those, false for the others.
+template <int B, int L, int C>
+struct Shape {
+    static constexpr int kBits = B, kLanes = L, kChunks = C;
+};
+template <class F>
+__device__ __forceinline__ bool with_expert_shape(int shape, F&& f) {
+    switch (shape) {
+        case kG4L16C1:
+            f(Shape<4, 16, 1>{});
+            return true;
+        case kG4L32C1:
+            f(Shape<4, 32, 1>{});
+            return true;
+        case kG4L32C2:
+            f(Shape<4, 32, 2>{});
+            return true;
+        case kG8L32C2:
+            f(Shape<8, 32, 2>{});
+            return true;
+        default:
+            return false;
+    }
+}
 
 // The slot and job of this block (see above).
 __device__ __forceinline__ const ExpertJob* expert_job(const ExpertJob* jobs, const int32_t* ids,
@@ -547,46 +568,15 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, Q8 ? 3 : 2)
     const int64_t share = (dw.rows * dw.row_bytes + gridDim.x - 1) / gridDim.x;
     prefetch_l2(static_cast<const uint8_t*>(dw.data) + blockIdx.x * share,
                 min(share, dw.rows * dw.row_bytes - int64_t(blockIdx.x) * share), threadIdx.x, blockDim.x);
+    // int8 where the matrices take it (the Q8 kernel's fallback is the generic path: fewer registers)
     const int shape = gemv_shape(job->gate);
-    if (shape != kGemvNone && shape == gemv_shape(job->up)) {
-        constexpr int R = kGateUpRowsPerWarp;
-        if constexpr (Q8) {  // the int8 path where it applies, else the generic one (fewer registers)
-            if (q8_ok(job->gate) && job->gate.group == job->up.group) {
-                switch (shape) {
-                    case kG4L16C1:
-                        gate_up_warp<4, 16, 1, true>(*job, xr, ar, inter, warp, R / 2, q8_in);
-                        return;
-                    case kG4L32C1:
-                        gate_up_warp<4, 32, 1, true>(*job, xr, ar, inter, warp, R, q8_in);
-                        return;
-                    case kG4L32C2:
-                        gate_up_warp<4, 32, 2, true>(*job, xr, ar, inter, warp, R, q8_in);
-                        return;
-                    case kG8L32C2:
-                        gate_up_warp<8, 32, 2, true>(*job, xr, ar, inter, warp, R, q8_in);
-                        return;
-                    default:
-                        break;
-                }
-            }
-        } else {
-            switch (shape) {
-                case kG4L16C1:
-                    gate_up_warp<4, 16, 1, false>(*job, xr, ar, inter, warp, R / 2, q8_in);
-                    return;
-                case kG4L32C1:
-                    gate_up_warp<4, 32, 1, false>(*job, xr, ar, inter, warp, R, q8_in);
-                    return;
-                case kG4L32C2:
-                    gate_up_warp<4, 32, 2, false>(*job, xr, ar, inter, warp, R, q8_in);
-                    return;
-                case kG8L32C2:
-                    gate_up_warp<8, 32, 2, false>(*job, xr, ar, inter, warp, R, q8_in);
-                    return;
-                default:
-                    break;
-            }
-        }
+    if (shape == gemv_shape(job->up) && (!Q8 || (q8_ok(job->gate) && job->gate.group == job->up.group))) {
+        const bool done = with_expert_shape(shape, [&](auto s) {
+            using S = decltype(s);
+            gate_up_warp<S::kBits, S::kLanes, S::kChunks, Q8>(*job, xr, ar, inter, warp,
+                                                              kGateUpRowsPerWarp * S::kLanes / 32, q8_in);
+        });
+        if (done) return;
     }
     // generic: one warp per row, rows of this block's share
     const int lane = threadIdx.x & 31;
@@ -613,43 +603,13 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, Q8 ? 3 : 2)
     float* out = routed + slot * hidden;
     const float wt = weights[slot];
     const int64_t warp = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-    constexpr int R = kDownRowsPerWarp;
-    if constexpr (Q8) {  // the int8 path where it applies, else the generic one (fewer registers)
-        if (q8_ok(job->down)) {
-            switch (gemv_shape(job->down)) {
-                case kG4L16C1:
-                    down_warp<4, 16, 1, true>(job->down, ar, wt, out, warp, R / 2, q8_in);
-                    return;
-                case kG4L32C1:
-                    down_warp<4, 32, 1, true>(job->down, ar, wt, out, warp, R, q8_in);
-                    return;
-                case kG4L32C2:
-                    down_warp<4, 32, 2, true>(job->down, ar, wt, out, warp, R, q8_in);
-                    return;
-                case kG8L32C2:
-                    down_warp<8, 32, 2, true>(job->down, ar, wt, out, warp, R, q8_in);
-                    return;
-                default:
-                    break;
-            }
-        }
-    } else {
-        switch (gemv_shape(job->down)) {
-            case kG4L16C1:
-                down_warp<4, 16, 1, false>(job->down, ar, wt, out, warp, R / 2, q8_in);
-                return;
-            case kG4L32C1:
-                down_warp<4, 32, 1, false>(job->down, ar, wt, out, warp, R, q8_in);
-                return;
-            case kG4L32C2:
-                down_warp<4, 32, 2, false>(job->down, ar, wt, out, warp, R, q8_in);
-                return;
-            case kG8L32C2:
-                down_warp<8, 32, 2, false>(job->down, ar, wt, out, warp, R, q8_in);
-                return;
-            default:
-                break;
-        }
+    if (!Q8 || q8_ok(job->down)) {  // as gate/up above
+        const bool done = with_expert_shape(gemv_shape(job->down), [&](auto s) {
+            using S = decltype(s);
+            down_warp<S::kBits, S::kLanes, S::kChunks, Q8>(job->down, ar, wt, out, warp,
+                                                           kDownRowsPerWarp * S::kLanes / 32, q8_in);
+        });
+        if (done) return;
     }
     const int lane = threadIdx.x & 31;
     for (int64_t r = warp * kDownRowsPerWarp; r < hidden && r < (warp + 1) * kDownRowsPerWarp; ++r) {
@@ -678,20 +638,67 @@ dim3 down_one_grid(int64_t hidden, int64_t slots) {
     return dim3(unsigned((hidden + rows - 1) / rows), unsigned(slots));
 }
 
-// Consecutive q8_ok matrices of one shape and group size from w[i] in one launch; returns the next i.
-int gemv_q8(const DMat* const* w, float* const* y, int i, int count, const float* x, cudaStream_t stream) {
+using GemvKernel = void (*)(GemvBatch, const float*);
+
+GemvKernel fp32_kernel(int shape) {
+    // 4 chunks a lane (4-bit 4096 columns, 8-bit 2048) run as two halves of 2 chunks (registers)
+    switch (shape) {
+        case kG4L16C1:
+            return gemv_batch_kernel<4, 16, 1, false>;
+        case kG4L32C1:
+            return gemv_batch_kernel<4, 32, 1, false>;
+        case kG4L32C2:
+            return gemv_batch_kernel<4, 32, 2, false>;
+        case kG4L32C4:
+            return gemv_batch_kernel<4, 32, 2, true>;
+        case kG8L32C1:
+            return gemv_batch_kernel<8, 32, 1, false>;
+        case kG8L32C2:
+            return gemv_batch_kernel<8, 32, 2, false>;
+        default:
+            return gemv_batch_kernel<8, 32, 2, true>;
+    }
+}
+
+GemvKernel int8_kernel(int shape) {
+    switch (shape) {
+        case kG4L16C1:
+            return gemv_q8_kernel<4, 16, 1>;
+        case kG4L32C1:
+            return gemv_q8_kernel<4, 32, 1>;
+        case kG4L32C2:
+            return gemv_q8_kernel<4, 32, 2>;
+        case kG4L32C4:
+            return gemv_q8_kernel<4, 32, 4>;
+        case kG8L32C1:
+            return gemv_q8_kernel<8, 32, 1>;
+        case kG8L32C2:
+            return gemv_q8_kernel<8, 32, 2>;
+        default:
+            return gemv_q8_kernel<8, 32, 4>;
+    }
+}
+
+// w[i] and the matrices after it that share its launch (same register shape and the same activations:
+// int8 where int8_mode and q8_ok, then also the same group size, as each block quantises its input
+// by its matrix's groups), at most kMaxGemvMats, in one launch; returns the index after them.
+int gemv_launch(const DMat* const* w, float* const* y, int i, int count, const float* x, bool int8_mode,
+                cudaStream_t stream) {
     const int shape = gemv_shape(*w[i]);
     const int rpw = gemv_rpw(shape);
+    const bool int8 = int8_mode && q8_ok(*w[i]);
+    // fp32: 4-chunk rows take a warp pair (two halves); int8 keeps whole rows, three blocks an SM
+    const bool halves = !int8 && (shape == kG4L32C4 || shape == kG8L32C4);
     GemvBatch b;
     int64_t total_rows = 0;
     int j = i;
-    for (; j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && q8_ok(*w[j]) &&
-           gemv_shape(*w[j]) == shape && w[j]->group == w[i]->group;
+    for (; j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && gemv_shape(*w[j]) == shape &&
+           (int8_mode && q8_ok(*w[j])) == int8 && (!int8 || w[j]->group == w[i]->group);
          ++j)
         total_rows += w[j]->rows;
     b.count = j - i;
-    b.rows_per_warp = gemv_rows_per_warp(total_rows, rpw, 24);
-    const int64_t rows_per_block = int64_t(kWarpsPerBlock) * rpw * b.rows_per_warp;
+    b.rows_per_warp = gemv_rows_per_warp(total_rows * (halves ? 2 : 1), rpw, int8 ? 24 : 16);
+    const int64_t rows_per_block = int64_t(kWarpsPerBlock) * rpw * b.rows_per_warp / (halves ? 2 : 1);
     int blocks = 0;
     for (int m = 0; m < b.count; ++m) {
         b.w[m] = *w[i + m];
@@ -700,31 +707,8 @@ int gemv_q8(const DMat* const* w, float* const* y, int i, int count, const float
         blocks += int((w[i + m]->rows + rows_per_block - 1) / rows_per_block);
     }
     b.first_block[b.count] = blocks;
-    void (*kernel)(GemvBatch, const float*) = nullptr;
-    switch (shape) {
-        case kG4L16C1:
-            kernel = gemv_q8_kernel<4, 16, 1>;
-            break;
-        case kG4L32C1:
-            kernel = gemv_q8_kernel<4, 32, 1>;
-            break;
-        case kG4L32C2:
-            kernel = gemv_q8_kernel<4, 32, 2>;
-            break;
-        case kG4L32C4:
-            kernel = gemv_q8_kernel<4, 32, 4>;
-            break;
-        case kG8L32C1:
-            kernel = gemv_q8_kernel<8, 32, 1>;
-            break;
-        case kG8L32C2:
-            kernel = gemv_q8_kernel<8, 32, 2>;
-            break;
-        default:
-            kernel = gemv_q8_kernel<8, 32, 4>;
-            break;
-    }
-    launch("gemv_q8_kernel", kernel, unsigned(blocks), kWarpsPerBlock * 32, 0, stream, b, x);
+    launch(int8 ? "gemv_q8_kernel" : "gemv_batch_kernel", int8 ? int8_kernel(shape) : fp32_kernel(shape),
+           unsigned(blocks), kWarpsPerBlock * 32, 0, stream, b, x);
     return j;
 }
 
@@ -735,63 +719,14 @@ void matmul_multi(const DMat* const* w, float* const* y, int count, const float*
     const bool int8 = cuda_int8_activations();
     int i = 0;
     while (i < count) {
-        if (int8 && w[i]->rows > 0 && q8_ok(*w[i])) {
-            i = gemv_q8(w, y, i, count, x, stream);
-            continue;
-        }
-        const int shape = gemv_shape(*w[i]);
-        if (shape == kGemvNone || w[i]->rows == 0) {
-            if (w[i]->rows > 0) {
-                matmul_generic_one(*w[i], x, y[i], stream);
-            }
+        if (w[i]->rows == 0) {
             ++i;
-            continue;
+        } else if (gemv_shape(*w[i]) == kGemvNone) {
+            matmul_generic_one(*w[i], x, y[i], stream);
+            ++i;
+        } else {
+            i = gemv_launch(w, y, i, count, x, int8, stream);
         }
-        GemvBatch b;
-        const int rpw = gemv_rpw(shape);
-        // 4 chunks a lane (4-bit 4096 columns, 8-bit 2048) run as two halves of 2 chunks (registers)
-        const bool halves = shape == kG4L32C4 || shape == kG8L32C4;
-        int64_t total_rows = 0;
-        int j = i;
-        for (; j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && gemv_shape(*w[j]) == shape; ++j)
-            total_rows += w[j]->rows;
-        b.count = j - i;
-        b.rows_per_warp = gemv_rows_per_warp(total_rows * (halves ? 2 : 1), rpw);
-        const int64_t rows_per_block = int64_t(kWarpsPerBlock) * rpw * b.rows_per_warp / (halves ? 2 : 1);
-        int blocks = 0;
-        for (int m = 0; m < b.count; ++m) {
-            b.w[m] = *w[i + m];
-            b.y[m] = y[i + m];
-            b.first_block[m] = blocks;
-            blocks += int((w[i + m]->rows + rows_per_block - 1) / rows_per_block);
-        }
-        b.first_block[b.count] = blocks;
-        void (*kernel)(GemvBatch, const float*) = nullptr;
-        switch (shape) {
-            case kG4L16C1:
-                kernel = gemv_batch_kernel<4, 16, 1, false>;
-                break;
-            case kG4L32C1:
-                kernel = gemv_batch_kernel<4, 32, 1, false>;
-                break;
-            case kG4L32C2:
-                kernel = gemv_batch_kernel<4, 32, 2, false>;
-                break;
-            case kG4L32C4:
-                kernel = gemv_batch_kernel<4, 32, 2, true>;
-                break;
-            case kG8L32C1:
-                kernel = gemv_batch_kernel<8, 32, 1, false>;
-                break;
-            case kG8L32C2:
-                kernel = gemv_batch_kernel<8, 32, 2, false>;
-                break;
-            default:
-                kernel = gemv_batch_kernel<8, 32, 2, true>;
-                break;
-        }
-        launch("gemv_batch_kernel", kernel, unsigned(blocks), kWarpsPerBlock * 32, 0, stream, b, x);
-        i = j;
     }
 }
 
