@@ -73,8 +73,8 @@ void add_model_flags(CLI::App* app, ModelFlags& f) {
     app->add_option("--io-threads", f.io_threads, "parallel expert reads")->capture_default_str();
     app->add_option("--threads,-t", f.threads, "compute threads (0 = all cores)");
     app->add_option("--matmul-act", f.matmul_act,
-                    "CPU activations on 4/8-bit weights: auto (int8 where the CPU has AVX-512 VNNI), int8, or f32 "
-                    "(exact)")
+                    "activations on 4/8-bit weights: auto (int8 on CUDA and where the CPU has AVX-512 VNNI), int8, "
+                    "or f32 (exact)")
         ->capture_default_str();
     app->add_option("--quant", f.quant, "experts when converting a snapshot: auto, q4, q8, bf16")->capture_default_str();
     app->add_option("--dense-quant", f.dense_quant, "dense matrices when converting a float snapshot: none, q8, q4")
