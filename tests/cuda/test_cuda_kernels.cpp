@@ -36,14 +36,22 @@ bool cuda_takes_int8(const Matrix& m) {
     return m.cols % 256 == 0 && chunks >= 16 && chunks <= 128 && (m.bits == 4 || chunks >= 32);
 }
 
-// The reference semantics for one matrix: int8 where the CUDA kernel takes it (one token).
+// Whether several tokens run on the tensor cores (affine 4-bit, MLX's groups of 32, 64 or 128), in
+// the process's activation semantics; every other matrix keeps the exact kernels.
+bool cuda_tensor_cores_take(const Matrix& m) {
+    return m.format == WeightFormat::Affine && m.bits == 4 &&
+           (m.group_size == 32 || m.group_size == 64 || m.group_size == 128) && m.cols % m.group_size == 0;
+}
+
+// The reference semantics for one matrix: int8 where the CUDA kernel takes it.
 MatmulActivations reference_activations(const Matrix& m, int64_t n, MatmulActivations act) {
-    return n == 1 && act == MatmulActivations::Int8 && cuda_takes_int8(m) ? act : MatmulActivations::F32;
+    if (act != MatmulActivations::Int8) return MatmulActivations::F32;
+    return (n == 1 ? cuda_takes_int8(m) : cuda_tensor_cores_take(m)) ? act : MatmulActivations::F32;
 }
 
 // act: the activation semantics of the process while the kernel runs; the reference follows
 // reference_activations (int8 quantises the same bits on both sides, so the bound stays an fp32
-// rounding bound; several tokens always take the exact kernels).
+// rounding bound).
 void check_matmul(const MatrixSpec& spec, int64_t n, std::mt19937_64& rng,
                   MatmulActivations act = MatmulActivations::F32) {
     SCOPED_TRACE(spec.name() + " n " + std::to_string(n) + " " + std::string(matmul_activations_name(act)));
@@ -133,6 +141,17 @@ TEST(CudaKernels, MatmulInt8ActivationsMatchScalarReference) {
     }
     for (int64_t rows : {1, 3, 517, 12352}) check_matmul(MatrixSpec{WeightFormat::Affine, rows, 2048, 4, 64, DType::BF16, 0}, 1, rng, kInt8);
     check_matmul(MatrixSpec{WeightFormat::Affine, 140001, 2048, 4, 64, DType::BF16, 0}, 1, rng, kInt8);
+    // several tokens on the tensor cores: token and row tails, every group size and scale type, an
+    // odd number of 32-column chunks, groups spanning tiles, the 8-warp blocks
+    check_matmul(MatrixSpec{WeightFormat::Affine, 100, 2048, 4, 64, DType::BF16, 0}, 77, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 70, 4096, 4, 128, DType::F16, 0}, 40, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 33, 96, 4, 32, DType::F32, 0}, 2, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 257, 160, 4, 32, DType::BF16, 0}, 33, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 31, 384, 4, 128, DType::BF16, 0}, 9, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 8200, 160, 4, 32, DType::BF16, 0}, 264, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 1031, 2048, 4, 64, DType::BF16, 0}, 512, rng, kInt8);
+    // several tokens without a tensor-core path: the exact kernels
+    check_matmul(MatrixSpec{WeightFormat::Affine, 29, 2048, 8, 64, DType::BF16, 0}, 10, rng, kInt8);
     // shapes without an int8 path here: the exact kernels
     check_matmul(MatrixSpec{WeightFormat::Affine, 29, 96, 4, 32, DType::BF16, 0}, 1, rng, kInt8);
     check_matmul(MatrixSpec{WeightFormat::BF16, 29, 2048, 0, 0, DType::BF16, 0}, 1, rng, kInt8);
@@ -504,9 +523,9 @@ TEST(CudaKernels, MoeBatchMatchesReference) {
                                  {512, 1024, 1, 4, 9}, {4096, 512, 1, 3, 4}}) {
         SCOPED_TRACE("H " + std::to_string(H) + " n " + std::to_string(n) + " " + std::string(matmul_activations_name(mode)));
         set_matmul_activations(mode);
-        // int8 applies to one token; the reference quantises the down input it computed itself, which
-        // can round a code differently from the kernel's: a looser bound there
-        const double rel = n == 1 && mode == MatmulActivations::Int8 ? 2e-3 : 1e-4;
+        // int8: the reference quantises the down input it computed itself, which can round a code
+        // differently from the kernel's: a looser bound there
+        const double rel = mode == MatmulActivations::Int8 ? 2e-3 : 1e-4;
         std::vector<std::unique_ptr<RandomMatrix>> g, u, dn;
         DeviceData d;
         std::vector<cuda::ExpertJob> jobs;
@@ -570,9 +589,10 @@ TEST(CudaKernels, MoeBatchMatchesReference) {
             const int64_t e = chosen[s], t = int64_t(s) / k;
             std::vector<float> gg(static_cast<size_t>(I)), uu(static_cast<size_t>(I)), y(static_cast<size_t>(H));
             const Matrix &gm = g[size_t(e)]->view, &um = u[size_t(e)]->view, &dm = dn[size_t(e)]->view;
-            // the experts' kernels take int8 for gate and up together (same shape and group, at most
-            // 2,048 columns: 4,096-column experts run the generic exact kernel), down on its own
-            const bool gu_int8 = cuda_takes_int8(um) && gm.cols <= 2048;
+            // one token: the experts' kernels take int8 for gate and up together (same shape and
+            // group, at most 2,048 columns: 4,096-column experts run the generic exact kernel), down
+            // on its own; several tokens: the tensor cores
+            const bool gu_int8 = n > 1 || (cuda_takes_int8(um) && gm.cols <= 2048);
             const MatmulActivations gu_act = gu_int8 ? reference_activations(gm, n, mode) : MatmulActivations::F32;
             matmul_rows(Isa::Scalar, gm, &x[size_t(t * H)], 1, gg.data(), 0, I, gu_act);
             matmul_rows(Isa::Scalar, um, &x[size_t(t * H)], 1, uu.data(), 0, I, gu_act);
@@ -590,11 +610,47 @@ TEST(CudaKernels, MoeBatchMatchesReference) {
     set_matmul_activations(MatmulActivations::F32);
 }
 
-// Routed experts on the tensor cores: expert token counts of 1 .. 100 (partial and several token
-// tiles), enough experts that one launch walks several token tiles per block; the batch equals
-// one launch per expert (waves of one) bit for bit, and the reference within the fp32 bound.
-TEST(CudaKernels, MoeTensorCoresSplitInvariant) {
+// The device grouping of a resident prompt's slots equals the host's: experts ascending, slots
+// ascending within an expert, each job's matrices taken from the table.
+TEST(CudaKernels, GroupByExpertMatchesHostGrouping) {
     SKIP_WITHOUT_CUDA();
+    std::mt19937_64 rng(test_seed());
+    for (auto [E, slots] : {std::pair<int64_t, int64_t>{1, 7}, {5, 1}, {8, 300}, {256, 4096}, {320, 4109}}) {
+        SCOPED_TRACE("experts " + std::to_string(E) + " slots " + std::to_string(slots));
+        std::vector<int32_t> ids(static_cast<size_t>(slots));
+        for (auto& id : ids) id = int32_t(rng() % uint64_t(E));
+        std::vector<cuda::ExpertJob> table(static_cast<size_t>(E));
+        for (int64_t e = 0; e < E; ++e) table[size_t(e)].gate.rows = 1000 + e;
+        DeviceData d;
+        auto* dtable = static_cast<cuda::ExpertJob*>(d.put_bytes(table.data(), table.size() * sizeof(cuda::ExpertJob)));
+        auto* djobs = static_cast<cuda::ExpertJob*>(d.put_bytes(table.data(), table.size() * sizeof(cuda::ExpertJob)));
+        auto* dlist = static_cast<int32_t*>(d.put_bytes(std::vector<int32_t>(ids.size(), -1).data(), ids.size() * 4));
+        cuda::group_by_expert(dtable, d.put(ids), slots, E, djobs, dlist, nullptr);
+        std::vector<cuda::ExpertJob> jobs(table.size());
+        CUDA_CHECK(cudaMemcpy(jobs.data(), djobs, jobs.size() * sizeof(cuda::ExpertJob), cudaMemcpyDeviceToHost));
+        auto list = to_host(dlist, ids.size());
+        int32_t at = 0;
+        for (int64_t e = 0; e < E; ++e) {
+            const cuda::ExpertJob& j = jobs[size_t(e)];
+            ASSERT_EQ(j.gate.rows, 1000 + e);
+            ASSERT_EQ(j.slot_begin, at) << "expert " << e;
+            for (int32_t s = 0; s < int32_t(slots); ++s) {
+                if (ids[size_t(s)] != e) continue;
+                ASSERT_LT(at, j.slot_begin + j.count) << "expert " << e;
+                ASSERT_EQ(list[size_t(at++)], s) << "expert " << e;
+            }
+            ASSERT_EQ(at, j.slot_begin + j.count) << "expert " << e;
+        }
+    }
+}
+
+// Routed experts on the tensor cores, in either activation semantics: expert token counts of 1 ..
+// 100 (partial and several token tiles), enough experts that one launch walks several token tiles
+// per block; the batch equals one launch per expert (waves of one) bit for bit, and the reference
+// within the fp32 bound (int8: the same quantised inputs).
+void check_tensor_core_experts(MatmulActivations mode) {
+    SCOPED_TRACE(std::string(matmul_activations_name(mode)));
+    set_matmul_activations(mode);
     std::mt19937_64 rng(test_seed());
     const int64_t H = 512, I = 512, E = 140, k = 2;
     std::vector<int32_t> counts = {100, 70, 40, 33, 32, 31, 17, 9, 8, 1};
@@ -653,18 +709,29 @@ TEST(CudaKernels, MoeTensorCoresSplitInvariant) {
     for (size_t s = 0; s < chosen.size(); ++s) {
         const int64_t e = chosen[s], t = int64_t(s) / k;
         std::vector<float> gg(static_cast<size_t>(I)), uu(static_cast<size_t>(I)), y(static_cast<size_t>(H));
-        matmul_rows(Isa::Scalar, g[size_t(e)]->view, &x[size_t(t * H)], 1, gg.data(), 0, I);
-        matmul_rows(Isa::Scalar, u[size_t(e)]->view, &x[size_t(t * H)], 1, uu.data(), 0, I);
+        // (the tensor cores' semantics for several tokens, applied to each token on its own)
+        const MatmulActivations ref = reference_activations(g[size_t(e)]->view, n, mode);
+        matmul_rows(Isa::Scalar, g[size_t(e)]->view, &x[size_t(t * H)], 1, gg.data(), 0, I, ref);
+        matmul_rows(Isa::Scalar, u[size_t(e)]->view, &x[size_t(t * H)], 1, uu.data(), 0, I, ref);
         for (int64_t i = 0; i < I; ++i) gg[size_t(i)] = cpu::silu(gg[size_t(i)]) * uu[size_t(i)];
-        matmul_rows(Isa::Scalar, dn[size_t(e)]->view, gg.data(), 1, y.data(), 0, H);
+        matmul_rows(Isa::Scalar, dn[size_t(e)]->view, gg.data(), 1, y.data(), 0, H, ref);
         double mag = 0;
         for (float v : y) mag = std::max(mag, double(std::fabs(v)));
+        // int8: the down input is quantised from each side's own act (a code may round apart)
+        const double rel = mode == MatmulActivations::Int8 ? 2e-3 : 1e-4;
         for (int64_t r = 0; r < H; ++r) {
             const float want = y[size_t(r)] * wts[s];
-            ASSERT_NEAR(all[s * size_t(H) + size_t(r)], want, 1e-4 * (mag + 1) * std::fabs(wts[s]) + 1e-6)
+            ASSERT_NEAR(all[s * size_t(H) + size_t(r)], want, rel * (mag + 1) * std::fabs(wts[s]) + 1e-6)
                 << "slot " << s << " expert " << e << " row " << r;
         }
     }
+}
+
+TEST(CudaKernels, MoeTensorCoresSplitInvariant) {
+    SKIP_WITHOUT_CUDA();
+    check_tensor_core_experts(MatmulActivations::F32);
+    if (!HasFatalFailure()) check_tensor_core_experts(MatmulActivations::Int8);
+    set_matmul_activations(MatmulActivations::F32);
 }
 
 }  // namespace

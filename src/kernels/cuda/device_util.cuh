@@ -1,5 +1,5 @@
-// Device helpers shared by the weight kernels (matmul.cu, mma.cu): scale and bias reads in any of
-// their dtypes, and SiLU.
+// Device helpers shared by the weight kernels (gemv.cu, matmul.cu, mma.cu): scale and bias reads in
+// any of their dtypes, SiLU, and the int8 quantisation of activations.
 #pragma once
 
 #include "kernels/cuda/dmat.h"
@@ -20,5 +20,22 @@ __device__ __forceinline__ float load_scale(const void* p, int dtype, int64_t i)
 }
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
+
+// Eight activations of a group whose max |x| is amax as int8 codes, the CPU's bits
+// (kernels/cpu/matmul.h): round-half-even(x * (127 / amax)) clamped to [-127, 127]. Returns their sum.
+__device__ __forceinline__ int quantize8(const float (&v)[8], float amax, int (&q)[8]) {
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int sum = 0;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+        q[e] = int(fminf(fmaxf(rintf(v[e] * inv), -127.0f), 127.0f));
+        sum += q[e];
+    }
+    return sum;
+}
+
+__device__ __forceinline__ uint32_t pack_s8(int a, int b, int c, int d) {
+    return (uint32_t(a) & 0xffu) | (uint32_t(b) & 0xffu) << 8 | (uint32_t(c) & 0xffu) << 16 | uint32_t(d) << 24;
+}
 
 }  // namespace flashmoe::cuda

@@ -139,11 +139,6 @@ struct Q8Input {
     float isd[kQ8MaxCols / 16];   // per chunk: d * the sum of its codes
 };
 
-__device__ __forceinline__ uint32_t pack_s8(int a, int b, int c, int d) {
-    return (uint32_t(a) & 0xffu) | (uint32_t(b) & 0xffu) << 8 | (uint32_t(c) & 0xffu) << 16 |
-           uint32_t(d) << 24;
-}
-
 // x [cols] into `in` for BITS-bit weights with groups of `group` columns (cols a multiple of 256,
 // at most kQ8MaxCols; group a power of two from 16 to 256). Every thread of the block calls it.
 template <int BITS>
@@ -158,13 +153,8 @@ __device__ void quantize_q8(const float* x, int64_t cols, int group, Q8Input& in
 #pragma unroll
         for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(v[e]));
         for (int o = 1; o < tpg; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        int q[8], sum = 0;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-            q[e] = int(fminf(fmaxf(rintf(v[e] * inv), -127.0f), 127.0f));
-            sum += q[e];
-        }
+        int q[8];
+        int sum = quantize8(v, amax, q);
         in.xq[2 * c8] = BITS == 4 ? pack_s8(q[0], q[2], q[4], q[6]) : pack_s8(q[0], q[1], q[2], q[3]);
         in.xq[2 * c8 + 1] = BITS == 4 ? pack_s8(q[1], q[3], q[5], q[7]) : pack_s8(q[4], q[5], q[6], q[7]);
 #pragma unroll

@@ -1,17 +1,26 @@
-// Multi-token products on the tensor cores (prefill): affine 4-bit weights times fp32 activations
-// with mma.sync m16n8k16 (bf16 in, fp32 accumulate), for dense matrices and routed experts.
+// Multi-token products on the tensor cores (prefill): affine 4-bit weights times activations, for
+// dense matrices and routed experts, in the process's activation semantics (kernels/cpu/matmul.h):
 //
-// Numerics. The codes (0..15) are exact in bf16, and each activation is split as hi + lo (two bf16,
-// about 16 significant bits together), so one product is two MMAs and the result is close to an
-// fp32 dot product. Scales stay out of the MMA: the codes of one group are multiplied into a fresh
-// accumulator P, then acc += s * P + b * sum(x over the group), as the fp32 path does.
+// F32 (bf16 split). mma.sync m16n8k16, bf16 in, fp32 accumulate. The codes (0..15) are exact in
+// bf16, and each activation is split as hi + lo (two bf16, about 16 significant bits together), so
+// one product is two MMAs and the result is close to an fp32 dot product. Scales stay out of the
+// MMA: the codes of one group are multiplied into a fresh accumulator P, then
+// acc += s * P + b * sum(x over the group), as the fp32 path does.
+//
+// Int8 (Q8). The CPU's MatmulActivations::Int8: each token's activations quantised per weight group
+// (d = max|x| / 127, xq = round-half-even(x / d)), the codes times xq exact in mma.sync m16n8k32
+// (u8 x s8 -> s32), then acc += s * (d * P) + b * (d * sum(xq)). One MMA per 32 columns instead of
+// four, a quarter of the activation bytes. prep_q8_kernel quantises for every group size of 32, 64
+// and 128 that divides K (a routed batch's experts are not known to the host).
 //
 // k order. The order of k inside an MMA is free as long as A and B agree: 32 columns are two k16
 // steps; lane (g, t4) holds the 32-bit word t4 (columns 8 t4 .. 8 t4 + 7) of rows g and g + 8, the
 // code pairs (e, e + 4) of a word become one bf16x2 by a mask, and step s uses pairs 2s and 2s + 1.
 // prep_kernel writes the activations once per product in that order: per 8 columns, 16 bytes per
 // step {hi pair 2s, hi pair 2s + 1, lo pair 2s, lo pair 2s + 1} (one lane's B fragments of a step,
-// hi and lo), plus the sum of every 32 columns.
+// hi and lo), plus the sum of every 32 columns. Int8: a word's low nibbles (columns 0, 2, 4, 6 of
+// its 8) are k 4 t4 .. 4 t4 + 3 and its high nibbles k 16 + 4 t4 ..; prep_q8_kernel stores each 8
+// columns' codes as {0, 2, 4, 6, 1, 3, 5, 7} (B fragments b0, b1 of token g: one 8-byte load).
 //
 // Tiles. A block of W warps computes W x 32 output rows (or W x 16 rows of gate and the same rows
 // of up) for 32 tokens: each warp two m16 tiles times four n8 tiles (only the n8 tiles holding
@@ -40,15 +49,16 @@ constexpr int kNTiles = kTileTokens / 8;
 constexpr int kStages = 4;
 
 // One pipeline stage in shared memory (W warps).
-template <int W>
+template <int W, bool Q8>
 struct Stage {
     // codes: per warp two m16 tiles of 16 rows x 32 bytes; the two 16-byte halves of rows 4..7 and
     // 12..15 swapped, so the 8 rows an ldmatrix phase reads fall on distinct banks
     static constexpr int kA = W * 2 * 16 * 32;
-    // activations: [chunk][step][n8 tile][lane] 16 bytes (a lane's hi and lo fragments of a step)
-    static constexpr int kB = 2 * 2 * kNTiles * 32 * 16;
-    // 32-column sums: [chunk][token]
-    static constexpr int kS = 2 * kTileTokens * 4;
+    // activations. bf16: [chunk][step][n8 tile][lane] 16 bytes (a lane's hi and lo fragments of a
+    // step). Q8: [chunk][token] 32 bytes (a token's 32 codes, lane t4's 8 at 8 t4).
+    static constexpr int kB = Q8 ? 2 * kTileTokens * 32 : 2 * 2 * kNTiles * 32 * 16;
+    // bf16: 32-column sums [chunk][token]; Q8: the chunk's group's {d, d * sum(xq)} [chunk][token]
+    static constexpr int kS = 2 * kTileTokens * (Q8 ? 8 : 4);
     static constexpr int kBytes = kA + kB + kS;
     static constexpr int kSmem = kStages * kBytes;
 };
@@ -86,10 +96,56 @@ __global__ void prep_kernel(const float* x, int64_t n, int64_t K, uint32_t* xp, 
     }
 }
 
-// Where a product's activations are: prepared rows and their 32-column sums.
+// Int8 activations for groups of 32, 64 and 128 columns: variant v = log2(group) - 5.
+constexpr int kQ8Variants = 3;
+
+// x [n, K] fp32 -> for each variant v in `variants` (a bit mask) codes xq[v] [n, K] (8 columns as
+// {0, 2, 4, 6, 1, 3, 5, 7}) and dq[v] [n, K / group] {d, d * sum(xq)}: the CPU's quantisation
+// (kernels/cpu/matmul.h), bit for bit. One thread per 8 columns; a group's threads are adjacent
+// lanes (K is a multiple of the group, the group of 32 to 128 columns).
+struct Q8Prep {
+    uint8_t* xq[kQ8Variants];
+    float2* dq[kQ8Variants];
+};
+__global__ void prep_q8_kernel(const float* x, int64_t K, unsigned variants, Q8Prep out) {
+    const int64_t c8 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    const int64_t t = blockIdx.y;
+    const bool in = c8 * 8 < K;  // (threads past K still take part in the shuffles)
+    float v[8] = {};
+    if (in) {
+        const float4* src = reinterpret_cast<const float4*>(x + t * K + c8 * 8);
+        const float4 a = src[0], b = src[1];
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    }
+    float amax = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(v[e]));
+#pragma unroll
+    for (int vi = 0; vi < kQ8Variants; ++vi) {
+        const int tpg = 4 << vi;  // threads per group
+        float m = amax;
+        for (int o = 1; o < tpg; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        if (!(variants >> vi & 1u)) continue;
+        int q[8];
+        int sum = quantize8(v, m, q);
+        for (int o = 1; o < tpg; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (!in) continue;
+        reinterpret_cast<uint2*>(out.xq[vi] + t * K)[c8] =
+            make_uint2(pack_s8(q[0], q[2], q[4], q[6]), pack_s8(q[1], q[3], q[5], q[7]));
+        if (c8 % tpg == 0) {
+            const float d = m / 127.0f;
+            out.dq[vi][t * (K >> (vi + 5)) + c8 / tpg] = make_float2(d, d * float(sum));
+        }
+    }
+}
+
+// Where a product's activations are: prepared rows (bf16 split: xp and the 32-column sums; Q8: per
+// variant the codes and {d, d * sum}).
 struct MmaIo {
     const uint32_t* xp = nullptr;
     const float* gsum = nullptr;
+    const uint8_t* xq[kQ8Variants] = {};
+    const float2* dq[kQ8Variants] = {};
     int64_t K = 0;
     int64_t div = 1;  // routed experts: token -> prepared row is slot / div (gate/up) or the slot (down)
 };
@@ -106,6 +162,10 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
 
 __device__ __forceinline__ void cp_async4(uint32_t dst, const void* src) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src));
+}
+
+__device__ __forceinline__ void cp_async8(uint32_t dst, const void* src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(src));
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
@@ -130,6 +190,20 @@ __device__ __forceinline__ void mma_bf16_zero(float (&c)[4], const uint32_t (&a)
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
         : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));
+}
+
+// c (+)= a b with u8 codes (A) and s8 activations (B), exact in s32; c = a b when ZERO
+template <bool ZERO>
+__device__ __forceinline__ void mma_q8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    if constexpr (ZERO) {
+        asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+            : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(0));
+    } else {
+        asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+            : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
 }
 
 __device__ __forceinline__ uint32_t code_pair(uint32_t word, int e) {
@@ -178,58 +252,124 @@ __device__ __forceinline__ const BlockInfo* block_info(const DMat& a, const DMat
 // spill here): within 2 ulp of x / (1 + exp(-x)).
 __device__ __forceinline__ float mma_silu(float x) { return __fdividef(x, 1.0f + expf(-x)); }
 
-// The products of one 32-column chunk into P (fresh when FIRST: the chunk starts a group), and the
-// chunk's activation sums into S. q[m] = {row g, row g + 8} words of m16 tile m; b = the chunk's
-// activation tile; s = its sums.
-template <bool FIRST, int NT>
-__device__ __forceinline__ void mma_chunk(const uint32_t (&q)[2][2], const char* b, const float* s,
-                                          float (&P)[2][NT][4], float (&S)[NT][2]) {
-    const int lane = threadIdx.x & 31, t4 = lane & 3;
+// One warp's products of the current weight group with the pass's tokens (P: a fresh accumulator
+// per group), chunk by chunk, and how a finished group enters the result. q[m] = {row g, row g + 8}
+// words of m16 tile m's 32 columns; b = the chunk's activation tile, s = its per-token values;
+// sc[m] = {scale of row g, bias of row g, scale of row g + 8, bias of row g + 8}. acc, P: the m16n8
+// accumulator layout (rows g and g + 8, tokens 2 t4 and 2 t4 + 1 of n8 tile n).
+template <bool Q8, int NT>
+struct GroupProducts;
+
+// bf16 split: two k16 steps of hi and lo MMAs per chunk; S = the group's activation sums.
+template <int NT>
+struct GroupProducts<false, NT> {
+    float P[2][NT][4], S[NT][2];
+
+    template <bool FIRST>
+    __device__ __forceinline__ void chunk(const uint32_t (&q)[2][2], const char* b, const char* s) {
+        const int lane = threadIdx.x & 31, t4 = lane & 3;
 #pragma unroll
-    for (int st = 0; st < 2; ++st) {
-        uint32_t a[2][4];
+        for (int st = 0; st < 2; ++st) {
+            uint32_t a[2][4];
 #pragma unroll
-        for (int m = 0; m < 2; ++m) {
-            a[m][0] = code_pair(q[m][0], 2 * st);
-            a[m][1] = code_pair(q[m][1], 2 * st);
-            a[m][2] = code_pair(q[m][0], 2 * st + 1);
-            a[m][3] = code_pair(q[m][1], 2 * st + 1);
+            for (int m = 0; m < 2; ++m) {
+                a[m][0] = code_pair(q[m][0], 2 * st);
+                a[m][1] = code_pair(q[m][1], 2 * st);
+                a[m][2] = code_pair(q[m][0], 2 * st + 1);
+                a[m][3] = code_pair(q[m][1], 2 * st + 1);
+            }
+#pragma unroll
+            for (int n = 0; n < NT; ++n) {
+                // {hi pair 2st, hi pair 2st + 1, lo pair 2st, lo pair 2st + 1} of token g
+                const uint4 x = *reinterpret_cast<const uint4*>(b + ((st * kNTiles + n) * 32 + lane) * 16);
+#pragma unroll
+                for (int m = 0; m < 2; ++m) {
+                    if (FIRST && st == 0) mma_bf16_zero(P[m][n], a[m], x.x, x.y);
+                    else mma_bf16(P[m][n], a[m], x.x, x.y);
+                }
+#pragma unroll
+                for (int m = 0; m < 2; ++m) mma_bf16(P[m][n], a[m], x.z, x.w);
+            }
         }
 #pragma unroll
         for (int n = 0; n < NT; ++n) {
-            // {hi pair 2st, hi pair 2st + 1, lo pair 2st, lo pair 2st + 1} of token g
-            const uint4 x = *reinterpret_cast<const uint4*>(b + ((st * kNTiles + n) * 32 + lane) * 16);
-#pragma unroll
-            for (int m = 0; m < 2; ++m) {
-                if (FIRST && st == 0) mma_bf16_zero(P[m][n], a[m], x.x, x.y);
-                else mma_bf16(P[m][n], a[m], x.x, x.y);
-            }
-#pragma unroll
-            for (int m = 0; m < 2; ++m) mma_bf16(P[m][n], a[m], x.z, x.w);
+            const float2 v = *reinterpret_cast<const float2*>(s + (n * 8 + 2 * t4) * 4);
+            S[n][0] = FIRST ? v.x : S[n][0] + v.x;
+            S[n][1] = FIRST ? v.y : S[n][1] + v.y;
         }
     }
-#pragma unroll
-    for (int n = 0; n < NT; ++n) {
-        const float2 v = *reinterpret_cast<const float2*>(s + n * 8 + 2 * t4);
-        S[n][0] = FIRST ? v.x : S[n][0] + v.x;
-        S[n][1] = FIRST ? v.y : S[n][1] + v.y;
-    }
-}
 
-// acc[m][n][.] (the m16n8 accumulator layout: rows g and g + 8, tokens 2 t4 and 2 t4 + 1 of n8 tile n)
-// = the dot products of this warp's rows with the pass's tokens 0 .. 8 NT - 1, whose prepared rows
-// are token_row(j). Every thread of the block must call it (barriers inside).
-template <int W, int NT, class TokenRow>
+    __device__ __forceinline__ void finish(const float (&sc)[2][4], const char*, float (&acc)[2][NT][4]) const {
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+            for (int n = 0; n < NT; ++n) {
+                acc[m][n][0] = fmaf(sc[m][0], P[m][n][0], fmaf(sc[m][1], S[n][0], acc[m][n][0]));
+                acc[m][n][1] = fmaf(sc[m][0], P[m][n][1], fmaf(sc[m][1], S[n][1], acc[m][n][1]));
+                acc[m][n][2] = fmaf(sc[m][2], P[m][n][2], fmaf(sc[m][3], S[n][0], acc[m][n][2]));
+                acc[m][n][3] = fmaf(sc[m][2], P[m][n][3], fmaf(sc[m][3], S[n][1], acc[m][n][3]));
+            }
+    }
+};
+
+// Q8: one u8 x s8 MMA per chunk; s holds each token's {d, d * sum(xq)} of the group.
+template <int NT>
+struct GroupProducts<true, NT> {
+    int32_t P[2][NT][4];
+
+    template <bool FIRST>
+    __device__ __forceinline__ void chunk(const uint32_t (&q)[2][2], const char* b, const char*) {
+        const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+        constexpr uint32_t kLow = 0x0F0F0F0Fu;
+        uint32_t a[2][4];
+#pragma unroll
+        for (int m = 0; m < 2; ++m) {
+            a[m][0] = q[m][0] & kLow;
+            a[m][1] = q[m][1] & kLow;
+            a[m][2] = (q[m][0] >> 4) & kLow;
+            a[m][3] = (q[m][1] >> 4) & kLow;
+        }
+#pragma unroll
+        for (int n = 0; n < NT; ++n) {
+            const uint2 x = *reinterpret_cast<const uint2*>(b + (n * 8 + g) * 32 + t4 * 8);
+#pragma unroll
+            for (int m = 0; m < 2; ++m) mma_q8<FIRST>(P[m][n], a[m], x.x, x.y);
+        }
+    }
+
+    __device__ __forceinline__ void finish(const float (&sc)[2][4], const char* s, float (&acc)[2][NT][4]) const {
+        const int t4 = threadIdx.x & 3;
+#pragma unroll
+        for (int n = 0; n < NT; ++n) {
+            const float4 dq = *reinterpret_cast<const float4*>(s + (n * 8 + 2 * t4) * 8);  // two tokens' {d, d sum}
+#pragma unroll
+            for (int m = 0; m < 2; ++m) {
+                acc[m][n][0] = fmaf(sc[m][0], dq.x * float(P[m][n][0]), fmaf(sc[m][1], dq.y, acc[m][n][0]));
+                acc[m][n][1] = fmaf(sc[m][0], dq.z * float(P[m][n][1]), fmaf(sc[m][1], dq.w, acc[m][n][1]));
+                acc[m][n][2] = fmaf(sc[m][2], dq.x * float(P[m][n][2]), fmaf(sc[m][3], dq.y, acc[m][n][2]));
+                acc[m][n][3] = fmaf(sc[m][2], dq.z * float(P[m][n][3]), fmaf(sc[m][3], dq.w, acc[m][n][3]));
+            }
+        }
+    }
+};
+
+// acc[m][n][.] = the dot products of this warp's rows with the pass's tokens 0 .. 8 NT - 1, whose
+// prepared rows are token_row(j). Every thread of the block must call it (barriers inside).
+template <int W, int NT, bool Q8, class TokenRow>
 __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, TokenRow token_row, char* smem,
                                          float (&acc)[2][NT][4]) {
-    using St = Stage<W>;
+    using St = Stage<W, Q8>;
     const int tid = threadIdx.x, lane = tid & 31, wi = tid >> 5, g = lane >> 2;
     const int64_t K = io.K;
     const int nch = int(K / kChunkCols), nkt = (nch + 1) / 2;
     const uint32_t sbase = smem_addr(smem);
+    // chunks per group: a power of two (mma_ok), the same for w[1] (mma_gate_up_ok); no divisions
+    const int gs = __ffs(br.w[0]->group) - 1, cs = gs - 5, cmask = (1 << cs) - 1;
+    const uint8_t* xq = Q8 ? (cs == 0 ? io.xq[0] : cs == 1 ? io.xq[1] : io.xq[2]) : nullptr;
+    const float2* dq = Q8 ? (cs == 0 ? io.dq[0] : cs == 1 ? io.dq[1] : io.dq[2]) : nullptr;
 
-    // This thread's copies of every stage: two 16-byte code chunks, 16 / W activation chunks, and
-    // (64 threads) one sum; sources at tile 0.
+    // This thread's copies of every stage: two 16-byte code chunks, its activation chunks, and (64
+    // threads) one per-token value; sources at tile 0.
     // (32-bit byte and word offsets from the matrices' and the activations' bases: fewer registers)
     uint32_t a_src[2];
 #pragma unroll
@@ -239,16 +379,24 @@ __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, T
         const DMat* w = m ? br.w[1] : br.w[0];  // (a run-time index would put br in local memory)
         a_src[u] = uint32_t(min(br.row_of(aw, m) + row, w->rows - 1) * w->row_bytes + c * 16);
     }
-    constexpr int kBPer = 2 * 2 * kNTiles * 32 / (32 * W);
+    // bf16: [chunk][step][n8 tile][lane] words; Q8: [chunk][token][half] bytes
+    constexpr int kBCopies = St::kB / 16;
+    constexpr int kBPer = (kBCopies + 32 * W - 1) / (32 * W);
     uint32_t b_src[kBPer];
 #pragma unroll
     for (int u = 0; u < kBPer; ++u) {
-        const int i = tid + u * 32 * W;  // [chunk][step][n8 tile][lane]
-        const int c = i >> 8, st = (i >> 7) & 1, n = (i >> 5) & 3, l = i & 31;
-        b_src[u] = uint32_t(token_row(n < NT ? n * 8 + (l >> 2) : 0) * K + c * kChunkCols + (l & 3) * 8 + st * 4);
+        const int i = tid + u * 32 * W;
+        if constexpr (Q8) {
+            const int c = (i >> 6) & 1, tok = (i >> 1) & 31, half = i & 1;
+            b_src[u] = uint32_t(token_row(tok < NT * 8 ? tok : 0) * K + c * kChunkCols + half * 16);
+        } else {
+            const int c = i >> 8, st = (i >> 7) & 1, n = (i >> 5) & 3, l = i & 31;
+            b_src[u] = uint32_t(token_row(n < NT ? n * 8 + (l >> 2) : 0) * K + c * kChunkCols + (l & 3) * 8 + st * 4);
+        }
     }
+    // per-token values: bf16 the 32-column sums [token][K / 32]; Q8 {d, d sum} [token][K / group]
     const int s_tok = tid & 31;
-    const uint32_t s_src = uint32_t(tid < 64 ? token_row(min(s_tok, NT * 8 - 1)) * nch + (tid >> 5) : 0);
+    const uint32_t s_src = uint32_t(tid < 64 ? token_row(min(s_tok, NT * 8 - 1)) * (Q8 ? K >> gs : nch) : 0);
 
     auto load = [&](int kt, int stage) {
         const uint32_t base = sbase + uint32_t(stage * St::kBytes);
@@ -264,17 +412,22 @@ __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, T
 #pragma unroll
         for (int u = 0; u < kBPer; ++u) {
             const int i = tid + u * 32 * W;
-            if (((i >> 5) & 3) < NT && ((i >> 8) == 0 || second))
-                cp_async16(base + St::kA + i * 16, io.xp + b_src[u] + kt * kTileCols);
+            if constexpr (Q8) {
+                if (i < kBCopies && ((i >> 1) & 31) < NT * 8 && ((i >> 6) == 0 || second))
+                    cp_async16(base + St::kA + i * 16, xq + b_src[u] + kt * kTileCols);
+            } else {
+                if (((i >> 5) & 3) < NT && ((i >> 8) == 0 || second))
+                    cp_async16(base + St::kA + i * 16, io.xp + b_src[u] + kt * kTileCols);
+            }
         }
-        if (tid < 64 && s_tok < NT * 8 && ((tid >> 5) == 0 || second))
-            cp_async4(base + St::kA + St::kB + tid * 4, io.gsum + s_src + 2 * kt);
+        if (tid < 64 && s_tok < NT * 8 && ((tid >> 5) == 0 || second)) {
+            if constexpr (Q8) cp_async8(base + St::kA + St::kB + tid * 8, dq + s_src + ((2 * kt + (tid >> 5)) >> cs));
+            else cp_async4(base + St::kA + St::kB + tid * 4, io.gsum + s_src + 2 * kt + (tid >> 5));
+        }
     };
 
     // This warp's rows: skip the arithmetic when all of them are past the matrix (loads still shared).
     const bool active = br.row_of(wi, 0) < br.w[0]->rows;
-    // chunks per group: a power of two (mma_ok), the same for w[1] (mma_gate_up_ok); no divisions
-    const int gs = __ffs(br.w[0]->group) - 1, cs = gs - 5, cmask = (1 << cs) - 1;
     // ldmatrix.x2 of chunk 0: lanes 0-7 address rows 0-7, lanes 8-15 rows 8-15 (chunk 1: ^ 16)
     const int lrow = (lane & 7) + ((lane >> 3) & 1) * 8;
     const uint32_t a_frag = uint32_t(lrow * 32 + (((lrow >> 2) & 1) * 16));
@@ -285,7 +438,7 @@ __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, T
         for (int n = 0; n < NT; ++n)
 #pragma unroll
             for (int j = 0; j < 4; ++j) acc[m][n][j] = 0;
-    float P[2][NT][4], S[NT][2];
+    GroupProducts<Q8, NT> gp;
 
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
@@ -309,10 +462,10 @@ __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, T
 #pragma unroll
             for (int m = 0; m < 2; ++m)
                 ldmatrix_x2(q[m], sbase + uint32_t(stage * St::kBytes + (wi * 2 + m) * 512) + (a_frag ^ uint32_t(c * 16)));
-            const char* bp = sp + St::kA + c * (2 * kNTiles * 32 * 16);
-            const float* ssp = reinterpret_cast<const float*>(sp + St::kA + St::kB) + c * kTileTokens;
-            if (first) mma_chunk<true, NT>(q, bp, ssp, P, S);
-            else mma_chunk<false, NT>(q, bp, ssp, P, S);
+            const char* bp = sp + St::kA + c * (St::kB / 2);
+            const char* ssp = sp + St::kA + St::kB + c * (St::kS / 2);
+            if (first) gp.template chunk<true>(q, bp, ssp);
+            else gp.template chunk<false>(q, bp, ssp);
             if (last) {
                 // the group's {scale, bias} of rows g and g + 8 (after the products: fewer live registers)
                 const int gi = ch >> cs;
@@ -328,15 +481,7 @@ __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, T
                     sc[m][2] = load_scale(w->scales, w->scale_dtype, i1);
                     sc[m][3] = load_scale(w->biases, w->scale_dtype, i1);
                 }
-#pragma unroll
-                for (int m = 0; m < 2; ++m)
-#pragma unroll
-                    for (int n = 0; n < NT; ++n) {
-                        acc[m][n][0] = fmaf(sc[m][0], P[m][n][0], fmaf(sc[m][1], S[n][0], acc[m][n][0]));
-                        acc[m][n][1] = fmaf(sc[m][0], P[m][n][1], fmaf(sc[m][1], S[n][1], acc[m][n][1]));
-                        acc[m][n][2] = fmaf(sc[m][2], P[m][n][2], fmaf(sc[m][3], S[n][0], acc[m][n][2]));
-                        acc[m][n][3] = fmaf(sc[m][2], P[m][n][3], fmaf(sc[m][3], S[n][1], acc[m][n][3]));
-                    }
+                gp.finish(sc, ssp, acc);
             }
         }
     }
@@ -360,32 +505,43 @@ __device__ __forceinline__ void with_tiles(int nt, F&& f) {
 
 // ---- kernels ----
 
+// f(m, r, i, j) for every accumulator acc[m][i][j] of this warp: r its row offset in the block pass
+// (rows of m16 tile m start at br.row_of(wi, m)); its token is 8 i + 2 t4 + (j & 1) of the pass.
+template <int NT, class F>
+__device__ __forceinline__ void for_each_fragment(const BlockRows& br, int tiles_m, F&& f) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, wi = threadIdx.x >> 5;
+#pragma unroll
+    for (int m = 0; m < 2; ++m) {
+        if (m >= tiles_m) break;
+#pragma unroll
+        for (int i = 0; i < NT; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) f(m, br.row_of(wi, m) + g + (j >> 1) * 8, i, j);
+    }
+}
+
+__device__ __forceinline__ int fragment_token(int i, int j) { return i * 8 + 2 * (threadIdx.x & 3) + (j & 1); }
+
 // Dense: block (row tile of 32 W, token tile of 32). y[t, r] for rows of m16 tile m.
-template <int W, int NT>
+template <int W, int NT, bool Q8>
 __device__ __forceinline__ void dense_tile(const BlockInfo* bi, const MmaIo& io, int64_t n, float* y, char* smem) {
     const BlockRows br{{&bi->w[0], &bi->w[0]}, int64_t(blockIdx.x) * W * 32, false};
     const int64_t tok0 = int64_t(blockIdx.y) * kTileTokens;
     float acc[2][NT][4];
-    mma_pass<W, NT>(br, io, [&](int j) { return min(tok0 + j, n - 1); }, smem, acc);
+    mma_pass<W, NT, Q8>(br, io, [&](int j) { return min(tok0 + j, n - 1); }, smem, acc);
     const int64_t rows = bi->w[0].rows;
-    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3, wi = threadIdx.x >> 5;
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-        for (int i = 0; i < NT; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int64_t t = tok0 + i * 8 + 2 * t4 + (j & 1), r = br.row_of(wi, m) + g + (j >> 1) * 8;
-                if (t < n && r < rows) y[t * rows + r] = acc[m][i][j];
-            }
+    for_each_fragment<NT>(br, 2, [&](int m, int64_t r, int i, int j) {
+        const int64_t t = tok0 + fragment_token(i, j);
+        if (t < n && r < rows) y[t * rows + r] = acc[m][i][j];
+    });
 }
 
-template <int W>
+template <int W, bool Q8>
 __global__ void __launch_bounds__(W * 32, 8 / W * 2) mma_matmul_kernel(DMat w, MmaIo io, int64_t n, float* y) {
     extern __shared__ __align__(128) char smem[];
     const int64_t tok0 = int64_t(blockIdx.y) * kTileTokens;
     const BlockInfo* bi = block_info(w, w);
-    with_tiles(tiles_for(n - tok0), [&](auto nt) { dense_tile<W, decltype(nt)::value>(bi, io, n, y, smem); });
+    with_tiles(tiles_for(n - tok0), [&](auto nt) { dense_tile<W, decltype(nt)::value, Q8>(bi, io, n, y, smem); });
 }
 
 constexpr int kMoeWarps = 8;
@@ -404,7 +560,7 @@ __device__ __forceinline__ void for_token_tiles(int count, F&& f) {
 // Routed experts: block (row tile, first token tile, job); the block takes token tiles y, y +
 // gridDim.y, ... of its job (slots + bi->slot_begin, bi->count of them). Gate/up: 16 rows of gate
 // and of up a warp, act = silu(gate) * up.
-template <int NT>
+template <int NT, bool Q8>
 __device__ __forceinline__ void gate_up_tile(const BlockInfo* bi, const int32_t* slots, int c0, const MmaIo& io,
                                              float* act, int64_t inter, char* smem) {
     const BlockRows br{{&bi->w[0], &bi->w[1]}, int64_t(blockIdx.x) * kMoeWarps * 16, true};
@@ -412,22 +568,18 @@ __device__ __forceinline__ void gate_up_tile(const BlockInfo* bi, const int32_t*
     {
         const int32_t* sl = slots + bi->slot_begin;
         const int last = bi->count - 1;
-        mma_pass<kMoeWarps, NT>(br, io, [&](int j) { return int64_t(sl[min(c0 + j, last)] / int32_t(io.div)); }, smem,
-                                acc);
+        mma_pass<kMoeWarps, NT, Q8>(br, io, [&](int j) { return int64_t(sl[min(c0 + j, last)] / int32_t(io.div)); },
+                                    smem, acc);
     }
     const int32_t* sl = slots + bi->slot_begin;  // (read again: not held through the product)
     const int count = bi->count;
-    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3, wi = threadIdx.x >> 5;
-#pragma unroll
-    for (int i = 0; i < NT; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int c = c0 + i * 8 + 2 * t4 + (j & 1);
-            const int64_t r = br.row_of(wi, 0) + g + (j >> 1) * 8;
-            if (c < count && r < inter) act[int64_t(sl[c]) * inter + r] = mma_silu(acc[0][i][j]) * acc[1][i][j];
-        }
+    for_each_fragment<NT>(br, 1, [&](int, int64_t r, int i, int j) {
+        const int c = c0 + fragment_token(i, j);
+        if (c < count && r < inter) act[int64_t(sl[c]) * inter + r] = mma_silu(acc[0][i][j]) * acc[1][i][j];
+    });
 }
 
+template <bool Q8>
 __global__ void __launch_bounds__(kMoeWarps * 32, 2)
     mma_gate_up_kernel(const ExpertJob* jobs, const int32_t* slots, MmaIo io, float* act, int64_t inter) {
     extern __shared__ __align__(128) char smem[];
@@ -435,12 +587,12 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 2)
     if (!mma_gate_up_ok(job)) return;  // (their cols are the input width, io.K)
     const BlockInfo* bi = block_info(job.gate, job.up, job.slot_begin, job.count);
     for_token_tiles(bi->count, [&](int c0, auto nt) {
-        gate_up_tile<decltype(nt)::value>(bi, slots, c0, io, act, inter, smem);
+        gate_up_tile<decltype(nt)::value, Q8>(bi, slots, c0, io, act, inter, smem);
     });
 }
 
 // Down: 32 rows a warp, routed = weight * (down act).
-template <int NT>
+template <int NT, bool Q8>
 __device__ __forceinline__ void down_tile(const BlockInfo* bi, const int32_t* slots, int c0, const MmaIo& io,
                                           const float* weights, float* routed, int64_t hidden, char* smem) {
     const BlockRows br{{&bi->w[0], &bi->w[0]}, int64_t(blockIdx.x) * kMoeWarps * 32, false};
@@ -448,26 +600,20 @@ __device__ __forceinline__ void down_tile(const BlockInfo* bi, const int32_t* sl
     {
         const int32_t* sl = slots + bi->slot_begin;
         const int last = bi->count - 1;
-        mma_pass<kMoeWarps, NT>(br, io, [&](int j) { return int64_t(sl[min(c0 + j, last)]); }, smem, acc);
+        mma_pass<kMoeWarps, NT, Q8>(br, io, [&](int j) { return int64_t(sl[min(c0 + j, last)]); }, smem, acc);
     }
     const int32_t* sl = slots + bi->slot_begin;
     const int count = bi->count;
-    const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3, wi = threadIdx.x >> 5;
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-        for (int i = 0; i < NT; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int c = c0 + i * 8 + 2 * t4 + (j & 1);
-                const int64_t r = br.row_of(wi, m) + g + (j >> 1) * 8;
-                if (c < count && r < hidden) {
-                    const int32_t slot = sl[c];
-                    routed[int64_t(slot) * hidden + r] = acc[m][i][j] * weights[slot];
-                }
-            }
+    for_each_fragment<NT>(br, 2, [&](int m, int64_t r, int i, int j) {
+        const int c = c0 + fragment_token(i, j);
+        if (c < count && r < hidden) {
+            const int32_t slot = sl[c];
+            routed[int64_t(slot) * hidden + r] = acc[m][i][j] * weights[slot];
+        }
+    });
 }
 
+template <bool Q8>
 __global__ void __launch_bounds__(kMoeWarps * 32, 2) mma_down_kernel(const ExpertJob* jobs, const int32_t* slots,
                                                                      MmaIo io, const float* weights, float* routed,
                                                                      int64_t hidden) {
@@ -476,26 +622,54 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 2) mma_down_kernel(const Exper
     if (!mma_ok(job.down)) return;
     const BlockInfo* bi = block_info(job.down, job.down, job.slot_begin, job.count);
     for_token_tiles(bi->count, [&](int c0, auto nt) {
-        down_tile<decltype(nt)::value>(bi, slots, c0, io, weights, routed, hidden, smem);
+        down_tile<decltype(nt)::value, Q8>(bi, slots, c0, io, weights, routed, hidden, smem);
     });
 }
 
 // ---- host side ----
 
-// Prepares x [n, K] (K a multiple of 32) for the tensor-core products.
-MmaIo prepare(const float* x, int64_t n, int64_t K, cudaStream_t stream) {
-    const size_t words = size_t(n * K), sums = size_t(n * (K / kChunkCols));
-    char* ws = static_cast<char*>(stream_scratch(stream, Scratch::TensorCoreActivations, words * 4 + sums * 4 + 256));
+// Prepares x [n, K] (K a multiple of 32) for the tensor-core products: the bf16 split, or (int8
+// activations) codes for each group size of `groups` (a mask of 32, 64, 128) that divides K.
+MmaIo prepare(const float* x, int64_t n, int64_t K, bool q8, unsigned groups, cudaStream_t stream) {
     MmaIo io;
-    io.xp = reinterpret_cast<uint32_t*>(ws);
-    io.gsum = reinterpret_cast<float*>(ws + (words * 4 + 255) / 256 * 256);
     io.K = K;
     const int64_t octs = K / 8;
-    prep_kernel<<<dim3(unsigned((octs + 127) / 128), unsigned(n)), 128, 0, stream>>>(
-        x, n, K, const_cast<uint32_t*>(io.xp), const_cast<float*>(io.gsum));
-    CUDA_CHECK_LAUNCH("prep_kernel");
+    if (!q8) {
+        const size_t words = size_t(n * K), sums = size_t(n * (K / kChunkCols));
+        char* ws = static_cast<char*>(stream_scratch(stream, Scratch::TensorCoreActivations, words * 4 + sums * 4 + 256));
+        io.xp = reinterpret_cast<uint32_t*>(ws);
+        io.gsum = reinterpret_cast<float*>(ws + (words * 4 + 255) / 256 * 256);
+        prep_kernel<<<dim3(unsigned((octs + 127) / 128), unsigned(n)), 128, 0, stream>>>(
+            x, n, K, const_cast<uint32_t*>(io.xp), const_cast<float*>(io.gsum));
+        CUDA_CHECK_LAUNCH("prep_kernel");
+        return io;
+    }
+    unsigned variants = 0;
+    size_t bytes = 0;
+    for (int v = 0; v < kQ8Variants; ++v) {
+        const int64_t group = int64_t(32) << v;
+        if (!(groups & unsigned(group)) || K % group) continue;
+        variants |= 1u << v;
+        bytes += size_t(n * K + 255) / 256 * 256 + size_t(n * (K / group) * 8 + 255) / 256 * 256;
+    }
+    char* ws = static_cast<char*>(stream_scratch(stream, Scratch::TensorCoreActivations, bytes));
+    Q8Prep out{};
+    for (int v = 0; v < kQ8Variants; ++v) {
+        if (!(variants >> v & 1u)) continue;
+        out.xq[v] = reinterpret_cast<uint8_t*>(ws);
+        ws += size_t(n * K + 255) / 256 * 256;
+        out.dq[v] = reinterpret_cast<float2*>(ws);
+        ws += size_t(n * (K >> (v + 5)) * 8 + 255) / 256 * 256;
+        io.xq[v] = out.xq[v];
+        io.dq[v] = out.dq[v];
+    }
+    prep_q8_kernel<<<dim3(unsigned((octs + 127) / 128), unsigned(n)), 128, 0, stream>>>(x, K, variants, out);
+    CUDA_CHECK_LAUNCH("prep_q8_kernel");
     return io;
 }
+
+// Every group size the tensor cores take (a routed batch's experts are not known on the host).
+constexpr unsigned kAllGroups = 32 | 64 | 128;
 
 int sm_count() {
     static const int count = [] {
@@ -521,41 +695,64 @@ unsigned moe_token_blocks(const MoeBatch& b, int64_t row_tiles) {
     return unsigned(std::clamp<int64_t>(std::min(tiles, want), 1, 65535));
 }
 
-}  // namespace
-
-void mma_matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream) {
-    const MmaIo io = prepare(x, n, w.cols, stream);
+template <bool Q8>
+void launch_matmul(const DMat& w, const MmaIo& io, int64_t n, float* y, cudaStream_t stream) {
     const unsigned token_tiles = unsigned((n + kTileTokens - 1) / kTileTokens);
     // 8 warps a block (256 rows) when that still gives two blocks an SM, else 4
     const int64_t tiles8 = (w.rows + 255) / 256;
     if (tiles8 * token_tiles >= 2 * int64_t(sm_count())) {
-        allow_smem(mma_matmul_kernel<8>, Stage<8>::kSmem);
-        mma_matmul_kernel<8><<<dim3(unsigned(tiles8), token_tiles), 8 * 32, Stage<8>::kSmem, stream>>>(w, io, n, y);
+        allow_smem(mma_matmul_kernel<8, Q8>, Stage<8, Q8>::kSmem);
+        mma_matmul_kernel<8, Q8><<<dim3(unsigned(tiles8), token_tiles), 8 * 32, Stage<8, Q8>::kSmem, stream>>>(w, io, n, y);
     } else {
-        allow_smem(mma_matmul_kernel<4>, Stage<4>::kSmem);
-        mma_matmul_kernel<4><<<dim3(unsigned((w.rows + 127) / 128), token_tiles), 4 * 32, Stage<4>::kSmem, stream>>>(
-            w, io, n, y);
+        allow_smem(mma_matmul_kernel<4, Q8>, Stage<4, Q8>::kSmem);
+        mma_matmul_kernel<4, Q8><<<dim3(unsigned((w.rows + 127) / 128), token_tiles), 4 * 32, Stage<4, Q8>::kSmem,
+                                   stream>>>(w, io, n, y);
     }
     CUDA_CHECK_LAUNCH("mma_matmul_kernel");
 }
 
-void mma_moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream) {
-    MmaIo io = prepare(x, b.tokens, b.hidden, stream);
-    io.div = b.k;
+template <bool Q8>
+void launch_gate_up(const MoeBatch& b, const MmaIo& io, float* act, cudaStream_t stream) {
     const int64_t row_tiles = (b.intermediate + kMoeWarps * 16 - 1) / (kMoeWarps * 16);
-    allow_smem(mma_gate_up_kernel, Stage<kMoeWarps>::kSmem);
-    mma_gate_up_kernel<<<dim3(unsigned(row_tiles), moe_token_blocks(b, row_tiles), unsigned(b.njobs)), kMoeWarps * 32,
-                         Stage<kMoeWarps>::kSmem, stream>>>(b.jobs, b.slots, io, act, b.intermediate);
+    constexpr int smem = Stage<kMoeWarps, Q8>::kSmem;
+    allow_smem(mma_gate_up_kernel<Q8>, smem);
+    mma_gate_up_kernel<Q8><<<dim3(unsigned(row_tiles), moe_token_blocks(b, row_tiles), unsigned(b.njobs)),
+                             kMoeWarps * 32, smem, stream>>>(b.jobs, b.slots, io, act, b.intermediate);
     CUDA_CHECK_LAUNCH("mma_gate_up_kernel");
 }
 
-void mma_moe_down(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream) {
-    const MmaIo io = prepare(act, b.tokens * b.k, b.intermediate, stream);  // a row per slot
+template <bool Q8>
+void launch_down(const MoeBatch& b, const MmaIo& io, const float* weights, float* routed, cudaStream_t stream) {
     const int64_t row_tiles = (b.hidden + kMoeWarps * 32 - 1) / (kMoeWarps * 32);
-    allow_smem(mma_down_kernel, Stage<kMoeWarps>::kSmem);
-    mma_down_kernel<<<dim3(unsigned(row_tiles), moe_token_blocks(b, row_tiles), unsigned(b.njobs)), kMoeWarps * 32,
-                      Stage<kMoeWarps>::kSmem, stream>>>(b.jobs, b.slots, io, weights, routed, b.hidden);
+    constexpr int smem = Stage<kMoeWarps, Q8>::kSmem;
+    allow_smem(mma_down_kernel<Q8>, smem);
+    mma_down_kernel<Q8><<<dim3(unsigned(row_tiles), moe_token_blocks(b, row_tiles), unsigned(b.njobs)),
+                          kMoeWarps * 32, smem, stream>>>(b.jobs, b.slots, io, weights, routed, b.hidden);
     CUDA_CHECK_LAUNCH("mma_down_kernel");
+}
+
+}  // namespace
+
+void mma_matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream) {
+    const bool q8 = cuda_int8_activations();
+    const MmaIo io = prepare(x, n, w.cols, q8, unsigned(w.group), stream);
+    if (q8) launch_matmul<true>(w, io, n, y, stream);
+    else launch_matmul<false>(w, io, n, y, stream);
+}
+
+void mma_moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream) {
+    const bool q8 = cuda_int8_activations();
+    MmaIo io = prepare(x, b.tokens, b.hidden, q8, kAllGroups, stream);
+    io.div = b.k;
+    if (q8) launch_gate_up<true>(b, io, act, stream);
+    else launch_gate_up<false>(b, io, act, stream);
+}
+
+void mma_moe_down(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream) {
+    const bool q8 = cuda_int8_activations();
+    const MmaIo io = prepare(act, b.tokens * b.k, b.intermediate, q8, kAllGroups, stream);  // a row per slot
+    if (q8) launch_down<true>(b, io, weights, routed, stream);
+    else launch_down<false>(b, io, weights, routed, stream);
 }
 
 bool tensor_cores_take(const ExpertJob& job) { return mma_gate_up_ok(job) && mma_ok(job.down); }

@@ -11,10 +11,10 @@
 
 namespace flashmoe::cuda {
 
-// Affine 4-bit rows with power-of-two groups of at least 32 columns, 16-byte aligned codes.
+// Affine 4-bit rows with groups of 32, 64 or 128 columns (MLX's), 16-byte aligned codes.
 __host__ __device__ inline bool mma_ok(const DMat& w) {
     // (masks, not remainders: a 64-bit remainder is a subroutine call on the device)
-    return w.format == kAffine && w.bits == 4 && w.group >= 32 && (w.group & (w.group - 1)) == 0 &&
+    return w.format == kAffine && w.bits == 4 && (w.group == 32 || w.group == 64 || w.group == 128) &&
            (w.cols & (w.group - 1)) == 0 && w.row_bytes * 2 == w.cols && w.rows > 0 &&
            (reinterpret_cast<uintptr_t>(w.data) & 15) == 0;
 }
@@ -25,7 +25,8 @@ __host__ __device__ inline bool mma_gate_up_ok(const ExpertJob& job) {
     return mma_ok(job.gate) && mma_ok(job.up) && job.gate.group == job.up.group;
 }
 
-// y = W x for n > 1 tokens; mma_ok(w).
+// y = W x for n > 1 tokens; mma_ok(w). Like the one-token kernels, these follow the process's
+// activation semantics (cuda_int8_activations(): int8 codes, else the exact bf16 split).
 void mma_matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream);
 // moe_gate_up / moe_down for the jobs that pass mma_gate_up_ok / mma_ok(down); the others are
 // left alone. b.hidden (gate/up) or b.intermediate (down) a multiple of 32.

@@ -658,6 +658,51 @@ __global__ void router_warp_kernel(const float* logits, int64_t E, int64_t k, in
     }
 }
 
+constexpr int kGroupThreads = 256;
+
+// Block e: the slots routed to expert e, in order. Their place in the list is the number of slots
+// routed to lower experts; each pass over the ids is a block-wide stable compaction.
+__global__ void __launch_bounds__(kGroupThreads) group_by_expert_kernel(const ExpertJob* table, const int32_t* ids,
+                                                                        int32_t slots, ExpertJob* jobs,
+                                                                        int32_t* slot_list) {
+    constexpr int kWarps = kGroupThreads / 32;
+    __shared__ int32_t warp_counts[kWarps];
+    __shared__ int32_t total;
+    pdl_wait();
+    pdl_trigger();
+    const int32_t e = int32_t(blockIdx.x);
+    const int lane = threadIdx.x & 31, wi = threadIdx.x >> 5;
+    int32_t below = 0;
+    for (int32_t s = threadIdx.x; s < slots; s += kGroupThreads) below += ids[s] < e;
+    for (int o = 16; o > 0; o >>= 1) below += __shfl_xor_sync(0xffffffffu, below, o);
+    if (threadIdx.x == 0) total = 0;
+    __syncthreads();
+    if (lane == 0) atomicAdd(&total, below);
+    __syncthreads();
+    const int32_t begin = total;
+    int32_t count = 0;  // found so far (the same in every thread)
+    for (int32_t s0 = 0; s0 < slots; s0 += kGroupThreads) {
+        const int32_t s = s0 + int32_t(threadIdx.x);
+        const bool mine = s < slots && ids[s] == e;
+        const unsigned ballot = __ballot_sync(0xffffffffu, mine);
+        __syncthreads();  // warp_counts of the previous pass are read
+        if (lane == 0) warp_counts[wi] = __popc(ballot);
+        __syncthreads();
+        int32_t before = count + __popc(ballot & ((1u << lane) - 1u));
+        for (int w = 0; w < kWarps; ++w) {
+            before += w < wi ? warp_counts[w] : 0;
+            count += warp_counts[w];
+        }
+        if (mine) slot_list[begin + before] = s;
+    }
+    if (threadIdx.x == 0) {
+        ExpertJob job = table[e];
+        job.slot_begin = begin;
+        job.count = count;
+        jobs[e] = job;
+    }
+}
+
 __global__ void moe_combine_kernel(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out) {
     pdl_wait();
     pdl_trigger();
@@ -783,6 +828,13 @@ void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, in
         return;
     }
     launch("router_kernel", router_kernel, unsigned(n), 32, size_t(experts) * sizeof(float), stream, logits, experts, k, ids, weights, extra_id);
+}
+
+void group_by_expert(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t experts, ExpertJob* jobs,
+                     int32_t* slot_list, cudaStream_t stream) {
+    if (experts <= 0) return;
+    launch("group_by_expert_kernel", group_by_expert_kernel, unsigned(experts), kGroupThreads, 0, stream, table, ids,
+           int32_t(slots), jobs, slot_list);
 }
 
 void moe_combine(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out, cudaStream_t stream) {

@@ -124,6 +124,11 @@ struct MoeBatch {
     // are skipped). True is always safe.
     bool needs_fp32 = true;
 };
+// Groups a forward's slots by expert on the device, as the host does for the tiers: jobs[e] =
+// table[e] serving slot_list[slot_begin, slot_begin + count), the slots s (ascending) with ids[s]
+// == e, experts in ascending order; every id in [0, experts). jobs [experts], slot_list [slots].
+void group_by_expert(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t experts, ExpertJob* jobs,
+                     int32_t* slot_list, cudaStream_t stream);
 // Whether a routed expert's gate/up and down all run on the tensor cores for several tokens.
 bool tensor_cores_take(const ExpertJob& job);
 // act[s, :] = silu(gate x_t) * (up x_t) for every slot s of every job (x [n, hidden], act [n*k, intermediate]).

@@ -305,14 +305,18 @@ void Qwen35MoeCuda::make_resident() {
     // Per layer: its experts, then its shared expert (entry num_experts; empty without one).
     const int64_t row = c.num_experts + 1;
     std::vector<ExpertJob> table(size_t(c.num_layers * row));
+    resident_tensor_cores_.clear();
     for (int64_t l = 0; l < c.num_layers; ++l) {
+        bool tensor_cores = true;
         for (int64_t e = 0; e < c.num_experts; ++e) {
             ExpertMats m = experts_->resident(l, e);
             ExpertJob& j = table[size_t(l * row + e)];
             j.gate = m.gate;
             j.up = m.up;
             j.down = m.down;
+            tensor_cores = tensor_cores && tensor_cores_take(j);
         }
+        resident_tensor_cores_.push_back(tensor_cores);
         const DLayer& D = layers_[size_t(l)];
         if (D.has_shared) {
             ExpertJob& j = table[size_t(l * row + c.num_experts)];
@@ -385,10 +389,11 @@ void Qwen35MoeCuda::forward(ModelState& model_state, std::span<const int32_t> to
     const int64_t first = !want_logits ? n : options.logits == LogitsFor::All ? 0 : n - 1;
     const int64_t rows = n - first;
 
-    // A decode step with every expert resident has no host round trip: replay it from a graph
-    // once the same configuration has run uncaptured (which sized every buffer).
-    const bool device_routing = resident_ && n == 1;
-    if (device_routing && use_graphs_) {
+    // With every expert resident the routing stays on the device (no host round trip); a decode step
+    // is then replayed from a graph once the same configuration has run uncaptured (which sized
+    // every buffer).
+    const bool device_routing = resident_;
+    if (device_routing && n == 1 && use_graphs_) {
         GraphKey key{st->id(), uint64_t(st->kv_capacity()), buffer_generation_, k, first, cuda_int8_activations()};
         if (!(graph_ && key == graph_key_) && key == warm_key_) {
             if (graph_) {
@@ -595,7 +600,7 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     // A resident decode step runs the shared expert as one more slot of the routed launches (id E
     // of the layer's table, weight 1; token = slot / (k + 1) = 0): the same kernels as
     // shared_expert() uses for one token, so the same bits, two launches fewer.
-    const bool shared_slot = device_routing && L.has_shared && c.shared_expert_intermediate_size == I;
+    const bool shared_slot = device_routing && n == 1 && L.has_shared && c.shared_expert_intermediate_size == I;
     const size_t total = slots + (shared_slot ? 1 : 0);
     const size_t id_rows = size_t(rows * k);  // with the guess: k more
     grow(d_ids_, std::max(total, id_rows) * 4);
@@ -604,7 +609,25 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     prof("router top-k");
     finish_shared_y_ = nullptr;
     bool shared_done = false;
-    if (device_routing) {
+    if (device_routing && n > 1) {
+        // Grouped by expert on the device, then the kernels the tiers' waves run (the same bits).
+        float* routed = scratch(kRouted, slots * size_t(H));
+        float* act = scratch(kAct, slots * size_t(I));
+        const size_t job_bytes = size_t(E) * sizeof(ExpertJob);
+        grow(d_jobs_, job_bytes + slots * 4);
+        auto* jobs = d_jobs_.as<ExpertJob>();
+        auto* slot_list = reinterpret_cast<int32_t*>(d_jobs_.as<uint8_t>() + job_bytes);
+        group_by_expert(d_table_.as<ExpertJob>() + layer * (E + 1), d_ids_.as<int32_t>(), int64_t(slots), E, jobs,
+                        slot_list, s);
+        // (n bounds every expert's count: a token takes an expert once)
+        const MoeBatch batch{jobs, E, n, slot_list, k, H, I, n, !resident_tensor_cores_[size_t(layer)]};
+        moe_gate_up(batch, xn, act, s);
+        prof("experts gate_up");
+        moe_down(batch, act, d_weights_.as<float>(), routed, s);
+        prof("experts down");
+        moe_combine(routed, n, k, H, out, s);
+        prof("experts combine");
+    } else if (device_routing) {
         float* routed = scratch(kRouted, total * size_t(H));
         float* act = scratch(kAct, total * size_t(I));
         const ExpertJob* table = d_table_.as<ExpertJob>() + layer * (E + 1);
@@ -702,8 +725,11 @@ void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
         used += (bytes + kStageAlign - 1) / kStageAlign * kStageAlign;
         MoeBatch batch{reinterpret_cast<const ExpertJob*>(dev), int64_t(which.size()), max_count,
                        reinterpret_cast<const int32_t*>(dev + job_bytes), k, H, I, n, needs_fp32};
+        prof("experts wave set-up");
         moe_gate_up(batch, xn, act, s);
+        prof("experts gate_up");
         moe_down(batch, act, d_weights_.as<float>(), routed, s);
+        prof("experts down");
     });
     if (n > 1) moe_combine(routed, n, k, H, out, s);  // n == 1: moe_finish sums them
 }

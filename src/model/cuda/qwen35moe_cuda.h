@@ -92,6 +92,7 @@ private:
     // All experts in VRAM: routing stays on the device (table [layers * experts] of ExpertJob).
     bool resident_checked_ = false, resident_ = false;
     DeviceBuffer d_table_;
+    std::vector<bool> resident_tensor_cores_;  // [layers] every expert runs on the tensor cores (several tokens)
     DeviceBuffer d_shared_table_;  // [layers] ExpertJob of the shared experts
     DeviceBuffer d_shared_misc_;   // int32 0, float 1
     const float* finish_shared_y_ = nullptr;  // the shared expert's output row of this layer (one token)
@@ -118,7 +119,7 @@ private:
     // Per-forward buffers, grown as needed.
     std::vector<DeviceBuffer> scratch_;
     DeviceBuffer d_position_, d_tokens_, d_ids_, d_weights_, d_jobs_;
-    PinnedBuffer h_position_, h_tokens_, h_ids_, h_jobs_, h_logits_;  // h_jobs_/d_jobs_: each wave's jobs, then its slots
+    PinnedBuffer h_position_, h_tokens_, h_ids_, h_jobs_, h_logits_;  // h_jobs_/d_jobs_: each wave's (or a resident prompt's) jobs, then its slots
 };
 
 }  // namespace flashmoe::cuda
