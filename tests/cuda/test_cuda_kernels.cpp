@@ -36,17 +36,19 @@ bool cuda_takes_int8(const Matrix& m) {
     return m.cols % 256 == 0 && chunks >= 16 && chunks <= 128 && (m.bits == 4 || chunks >= 32);
 }
 
-// Whether several tokens run on the tensor cores (affine 4-bit, MLX's groups of 32, 64 or 128), in
-// the process's activation semantics; every other matrix keeps the exact kernels.
-bool cuda_tensor_cores_take(const Matrix& m) {
-    return m.format == WeightFormat::Affine && m.bits == 4 &&
+// Whether several tokens run on the tensor cores with int8 activations: affine 4-bit (routed experts
+// too) or 8-bit (dense only) with MLX's groups of 32, 64 or 128; every other matrix keeps the exact
+// kernels.
+bool cuda_tensor_cores_take_int8(const Matrix& m, bool expert) {
+    return m.format == WeightFormat::Affine && (m.bits == 4 || (m.bits == 8 && !expert)) &&
            (m.group_size == 32 || m.group_size == 64 || m.group_size == 128) && m.cols % m.group_size == 0;
 }
 
-// The reference semantics for one matrix: int8 where the CUDA kernel takes it.
-MatmulActivations reference_activations(const Matrix& m, int64_t n, MatmulActivations act) {
+// The reference semantics for one matrix (a routed expert's: `expert`): int8 where the CUDA kernel
+// takes it.
+MatmulActivations reference_activations(const Matrix& m, int64_t n, MatmulActivations act, bool expert = false) {
     if (act != MatmulActivations::Int8) return MatmulActivations::F32;
-    return (n == 1 ? cuda_takes_int8(m) : cuda_tensor_cores_take(m)) ? act : MatmulActivations::F32;
+    return (n == 1 ? cuda_takes_int8(m) : cuda_tensor_cores_take_int8(m, expert)) ? act : MatmulActivations::F32;
 }
 
 // act: the activation semantics of the process while the kernel runs; the reference follows
@@ -150,18 +152,25 @@ TEST(CudaKernels, MatmulInt8ActivationsMatchScalarReference) {
     check_matmul(MatrixSpec{WeightFormat::Affine, 31, 384, 4, 128, DType::BF16, 0}, 9, rng, kInt8);
     check_matmul(MatrixSpec{WeightFormat::Affine, 8200, 160, 4, 32, DType::BF16, 0}, 264, rng, kInt8);
     check_matmul(MatrixSpec{WeightFormat::Affine, 1031, 2048, 4, 64, DType::BF16, 0}, 512, rng, kInt8);
+    // 8-bit on the tensor cores (int8 only): the router's shape, tails, groups, the 8-warp blocks
+    check_matmul(MatrixSpec{WeightFormat::Affine, 256, 2048, 8, 64, DType::BF16, 0}, 77, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 70, 4096, 8, 128, DType::F16, 0}, 40, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 33, 96, 8, 32, DType::F32, 0}, 2, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 8200, 160, 8, 32, DType::BF16, 0}, 264, rng, kInt8);
     // several tokens without a tensor-core path: the exact kernels
-    check_matmul(MatrixSpec{WeightFormat::Affine, 29, 2048, 8, 64, DType::BF16, 0}, 10, rng, kInt8);
+    check_matmul(MatrixSpec{WeightFormat::Affine, 29, 2048, 6, 64, DType::BF16, 0}, 10, rng, kInt8);
     // shapes without an int8 path here: the exact kernels
     check_matmul(MatrixSpec{WeightFormat::Affine, 29, 96, 4, 32, DType::BF16, 0}, 1, rng, kInt8);
     check_matmul(MatrixSpec{WeightFormat::BF16, 29, 2048, 0, 0, DType::BF16, 0}, 1, rng, kInt8);
 }
 
-// Several matrices of one input in one launch equal one matmul each, bit for bit.
+// Several matrices of one input in one launch equal one matmul each, bit for bit (one token, and
+// several on the tensor cores).
 TEST(CudaKernels, MatmulMultiEqualsSeparateMatmuls) {
     SKIP_WITHOUT_CUDA();
+    for (int64_t n : {1, 37})
     for (auto act : {MatmulActivations::F32, MatmulActivations::Int8}) {
-    SCOPED_TRACE(std::string(matmul_activations_name(act)));
+    SCOPED_TRACE(std::string(matmul_activations_name(act)) + " n " + std::to_string(n));
     set_matmul_activations(act);
     std::mt19937_64 rng(test_seed());
     const int64_t cols = 2048;
@@ -174,21 +183,21 @@ TEST(CudaKernels, MatmulMultiEqualsSeparateMatmuls) {
                       MatrixSpec{WeightFormat::Affine, 1, cols, 8, 64, DType::BF16, 0}})
         ms.push_back(std::make_unique<RandomMatrix>(spec, rng));
     DeviceData d;
-    auto x = random_floats(size_t(cols), rng);
+    auto x = random_floats(size_t(n * cols), rng);
     float* dx = d.put(x);
     std::vector<cuda::DMat> dw;
     std::vector<float*> multi, single;
     for (auto& m : ms) {
         dw.push_back(d.put(m->view));
-        multi.push_back(d.floats(size_t(m->view.rows)));
-        single.push_back(d.floats(size_t(m->view.rows)));
+        multi.push_back(d.floats(size_t(n * m->view.rows)));
+        single.push_back(d.floats(size_t(n * m->view.rows)));
     }
     std::vector<const cuda::DMat*> wp;
     for (auto& w : dw) wp.push_back(&w);
-    cuda::matmul_multi(wp.data(), multi.data(), int(wp.size()), dx, nullptr);
-    for (size_t i = 0; i < dw.size(); ++i) cuda::matmul(dw[i], dx, 1, single[i], nullptr);
+    cuda::matmul_multi(wp.data(), multi.data(), int(wp.size()), dx, n, nullptr);
+    for (size_t i = 0; i < dw.size(); ++i) cuda::matmul(dw[i], dx, n, single[i], nullptr);
     for (size_t i = 0; i < dw.size(); ++i) {
-        auto a = to_host(multi[i], size_t(dw[i].rows)), b = to_host(single[i], size_t(dw[i].rows));
+        auto a = to_host(multi[i], size_t(n * dw[i].rows)), b = to_host(single[i], size_t(n * dw[i].rows));
         for (size_t r = 0; r < a.size(); ++r) {
             ASSERT_TRUE(std::isfinite(a[r])) << "matrix " << i << " row " << r;
             ASSERT_EQ(a[r], b[r]) << "matrix " << i << " row " << r;
@@ -249,7 +258,7 @@ TEST(CudaKernels, RmsnormAndElementwiseMatchReference) {
             }
         }
     }
-    // swiglu, add, add_sigmoid_scaled, moe_combine
+    // add, add_sigmoid_scaled, moe_combine
     const int64_t n = 3, H = 37, k = 3;
     auto a = random_floats(size_t(n * H), rng), b = random_floats(size_t(n * H), rng), g = random_floats(size_t(n), rng);
     auto routed = random_floats(size_t(n * k * H), rng);
@@ -257,7 +266,6 @@ TEST(CudaKernels, RmsnormAndElementwiseMatchReference) {
     float *da = d.put(a), *db = d.put(b), *dg = d.put(g), *dr = d.put(routed), *dc = d.floats(size_t(n * H));
     cuda::moe_combine(dr, n, k, H, dc, nullptr);
     cuda::add_sigmoid_scaled(dc, db, dg, n, H, nullptr);
-    cuda::swiglu(da, db, n * H, nullptr);
     cuda::add_inplace(da, dc, n * H, nullptr);
     auto got = to_host(da, size_t(n * H));
     for (int64_t t = 0; t < n; ++t) {
@@ -265,7 +273,7 @@ TEST(CudaKernels, RmsnormAndElementwiseMatchReference) {
             float c = 0;
             for (int64_t j = 0; j < k; ++j) c += routed[size_t((t * k + j) * H + i)];
             c += cpu::sigmoid(g[size_t(t)]) * b[size_t(t * H + i)];
-            const float want = cpu::silu(a[size_t(t * H + i)]) * b[size_t(t * H + i)] + c;
+            const float want = a[size_t(t * H + i)] + c;
             ASSERT_NEAR(got[size_t(t * H + i)], want, 1e-5f * (1 + std::fabs(want)));
         }
     }
@@ -303,9 +311,11 @@ TEST(CudaKernels, AttentionMatchesReference) {
     SKIP_WITHOUT_CUDA();
     std::mt19937_64 rng(test_seed());
     struct Case { int64_t heads, kv_heads, head_dim, rotary, position, n; };
-    // (one token over 300 and over 5000 cached rows: the split single-token kernel)
+    // (one token over 300 and over 5000 cached rows: the split single-token kernel; several tokens
+    // with head_dim a power of two from 32: the tiled kernel, partial query and key tiles)
     for (Case cs : {Case{4, 2, 32, 8, 0, 5}, Case{3, 1, 24, 6, 7, 1}, Case{16, 2, 256, 64, 300, 3}, Case{2, 1, 24, 6, 0, 200},
-                    Case{16, 2, 256, 64, 300, 1}, Case{4, 2, 64, 16, 5000, 1}}) {
+                    Case{16, 2, 256, 64, 300, 1}, Case{4, 2, 64, 16, 5000, 1}, Case{16, 2, 256, 64, 37, 100},
+                    Case{8, 2, 64, 16, 0, 77}}) {
         const int64_t qdim = cs.heads * cs.head_dim * 2, kvdim = cs.kv_heads * cs.head_dim;
         const int64_t total = cs.position + cs.n;
         auto q = random_floats(size_t(cs.n * qdim), rng), k = random_floats(size_t(cs.n * kvdim), rng);
@@ -593,11 +603,11 @@ TEST(CudaKernels, MoeBatchMatchesReference) {
             // group, at most 2,048 columns: 4,096-column experts run the generic exact kernel), down
             // on its own; several tokens: the tensor cores
             const bool gu_int8 = n > 1 || (cuda_takes_int8(um) && gm.cols <= 2048);
-            const MatmulActivations gu_act = gu_int8 ? reference_activations(gm, n, mode) : MatmulActivations::F32;
+            const MatmulActivations gu_act = gu_int8 ? reference_activations(gm, n, mode, true) : MatmulActivations::F32;
             matmul_rows(Isa::Scalar, gm, &x[size_t(t * H)], 1, gg.data(), 0, I, gu_act);
             matmul_rows(Isa::Scalar, um, &x[size_t(t * H)], 1, uu.data(), 0, I, gu_act);
             for (int64_t i = 0; i < I; ++i) gg[size_t(i)] = cpu::silu(gg[size_t(i)]) * uu[size_t(i)];
-            matmul_rows(Isa::Scalar, dm, gg.data(), 1, y.data(), 0, H, reference_activations(dm, n, mode));
+            matmul_rows(Isa::Scalar, dm, gg.data(), 1, y.data(), 0, H, reference_activations(dm, n, mode, true));
             double mag = 0;
             for (float v : y) mag = std::max(mag, double(std::fabs(v)));
             for (int64_t r = 0; r < H; ++r) {
@@ -710,7 +720,7 @@ void check_tensor_core_experts(MatmulActivations mode) {
         const int64_t e = chosen[s], t = int64_t(s) / k;
         std::vector<float> gg(static_cast<size_t>(I)), uu(static_cast<size_t>(I)), y(static_cast<size_t>(H));
         // (the tensor cores' semantics for several tokens, applied to each token on its own)
-        const MatmulActivations ref = reference_activations(g[size_t(e)]->view, n, mode);
+        const MatmulActivations ref = reference_activations(g[size_t(e)]->view, n, mode, true);
         matmul_rows(Isa::Scalar, g[size_t(e)]->view, &x[size_t(t * H)], 1, gg.data(), 0, I, ref);
         matmul_rows(Isa::Scalar, u[size_t(e)]->view, &x[size_t(t * H)], 1, uu.data(), 0, I, ref);
         for (int64_t i = 0; i < I; ++i) gg[size_t(i)] = cpu::silu(gg[size_t(i)]) * uu[size_t(i)];

@@ -704,7 +704,7 @@ int gemv_launch(const DMat* const* w, float* const* y, int i, int count, const f
 
 }  // namespace
 
-void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, cudaStream_t stream) {
+void gemv_multi(const DMat* const* w, float* const* y, int count, const float* x, cudaStream_t stream) {
     // Consecutive matrices of one fast shape share a launch; the others run on their own.
     const bool int8 = cuda_int8_activations();
     int i = 0;

@@ -107,19 +107,40 @@ void matmul_generic_one(const DMat& w, const float* x, float* y, cudaStream_t st
 }
 
 void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream) {
-    if (n <= 0 || w.rows == 0) return;
+    const DMat* ws[1] = {&w};
+    float* ys[1] = {y};
+    matmul_multi(ws, ys, 1, x, n, stream);
+}
+
+void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, int64_t n, cudaStream_t stream) {
+    if (n <= 0) return;
     if (n == 1) {
-        const DMat* ws[1] = {&w};
-        float* ys[1] = {y};
-        matmul_multi(ws, ys, 1, x, stream);
+        gemv_multi(w, y, count, x, stream);
         return;
     }
-    if (mma_ok(w)) {
-        mma_matmul(w, x, n, y, stream);
-        return;
+    // Several tokens: the matrices the tensor cores take with the first one's code width share a
+    // launch; the others run on their own.
+    const DMat* tw[kMaxGemvMats];
+    float* ty[kMaxGemvMats];
+    int taken = 0;
+    for (int i = 0; i < count; ++i) {
+        const DMat& m = *w[i];
+        if (m.rows == 0) continue;
+        if (!mma_takes(m)) {
+            launch("matmul_kernel", matmul_kernel<8>, dim3(blocks_for(m.rows), unsigned((n + 7) / 8)),
+                   kWarpsPerBlock * 32, 0, stream, m, x, n, y[i]);
+        } else if (taken == 0 || m.bits == tw[0]->bits) {
+            tw[taken] = &m;
+            ty[taken++] = y[i];
+            if (taken == kMaxGemvMats) {
+                mma_matmul(tw, ty, taken, x, n, stream);
+                taken = 0;
+            }
+        } else {
+            mma_matmul(w + i, y + i, 1, x, n, stream);
+        }
     }
-    launch("matmul_kernel", matmul_kernel<8>, dim3(blocks_for(w.rows), unsigned((n + 7) / 8)), kWarpsPerBlock * 32, 0,
-           stream, w, x, n, y);
+    mma_matmul(tw, ty, taken, x, n, stream);
 }
 
 void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream) {

@@ -21,6 +21,7 @@
 // hi and lo), plus the sum of every 32 columns. Int8: a word's low nibbles (columns 0, 2, 4, 6 of
 // its 8) are k 4 t4 .. 4 t4 + 3 and its high nibbles k 16 + 4 t4 ..; prep_q8_kernel stores each 8
 // columns' codes as {0, 2, 4, 6, 1, 3, 5, 7} (B fragments b0, b1 of token g: one 8-byte load).
+// 8-bit weights keep the natural k order of the fragments; their activations are permuted instead.
 //
 // Tiles. A block of W warps computes W x 32 output rows (or W x 16 rows of gate and the same rows
 // of up) for 32 tokens: each warp two m16 tiles times four n8 tiles (only the n8 tiles holding
@@ -49,11 +50,10 @@ constexpr int kNTiles = kTileTokens / 8;
 constexpr int kStages = 4;
 
 // One pipeline stage in shared memory (W warps).
-template <int W, bool Q8>
+template <int W, bool Q8, int BITS = 4>
 struct Stage {
-    // codes: per warp two m16 tiles of 16 rows x 32 bytes; the two 16-byte halves of rows 4..7 and
-    // 12..15 swapped, so the 8 rows an ldmatrix phase reads fall on distinct banks
-    static constexpr int kA = W * 2 * 16 * 32;
+    // codes: per warp two m16 tiles of 16 rows x 64 columns (CodeTile)
+    static constexpr int kA = W * 2 * 16 * 64 * BITS / 8;
     // activations. bf16: [chunk][step][n8 tile][lane] 16 bytes (a lane's hi and lo fragments of a
     // step). Q8: [chunk][token] 32 bytes (a token's 32 codes, lane t4's 8 at 8 t4).
     static constexpr int kB = Q8 ? 2 * kTileTokens * 32 : 2 * 2 * kNTiles * 32 * 16;
@@ -99,15 +99,17 @@ __global__ void prep_kernel(const float* x, int64_t n, int64_t K, uint32_t* xp, 
 // Int8 activations for groups of 32, 64 and 128 columns: variant v = log2(group) - 5.
 constexpr int kQ8Variants = 3;
 
-// x [n, K] fp32 -> for each variant v in `variants` (a bit mask) codes xq[v] [n, K] (8 columns as
-// {0, 2, 4, 6, 1, 3, 5, 7}) and dq[v] [n, K / group] {d, d * sum(xq)}: the CPU's quantisation
+// x [n, K] fp32 -> for each variant v in `variants` (a bit mask) codes xq[v] [n, K] in the B
+// fragments' order (4-bit weights: 8 columns as {0, 2, 4, 6, 1, 3, 5, 7}; 8-bit: per 32 columns,
+// lane t4's {4 t4 .. 4 t4 + 3, 16 + 4 t4 .. 16 + 4 t4 + 3}) and dq[v] [n, K / group]
+// {d, d * sum(xq)}: the CPU's quantisation
 // (kernels/cpu/matmul.h), bit for bit. One thread per 8 columns; a group's threads are adjacent
 // lanes (K is a multiple of the group, the group of 32 to 128 columns).
 struct Q8Prep {
     uint8_t* xq[kQ8Variants];
     float2* dq[kQ8Variants];
 };
-__global__ void prep_q8_kernel(const float* x, int64_t K, unsigned variants, Q8Prep out) {
+__global__ void prep_q8_kernel(const float* x, int64_t K, unsigned variants, bool eight_bit, Q8Prep out) {
     const int64_t c8 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t t = blockIdx.y;
     const bool in = c8 * 8 < K;  // (threads past K still take part in the shuffles)
@@ -130,8 +132,16 @@ __global__ void prep_q8_kernel(const float* x, int64_t K, unsigned variants, Q8P
         int sum = quantize8(v, m, q);
         for (int o = 1; o < tpg; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
         if (!in) continue;
-        reinterpret_cast<uint2*>(out.xq[vi] + t * K)[c8] =
-            make_uint2(pack_s8(q[0], q[2], q[4], q[6]), pack_s8(q[1], q[3], q[5], q[7]));
+        if (eight_bit) {
+            // 4-column word u of a chunk goes to word 2 u (u < 4) or 2 (u - 4) + 1
+            uint32_t* chunk = reinterpret_cast<uint32_t*>(out.xq[vi] + t * K) + (c8 >> 2) * 8;
+            const int u = int(c8 & 3) * 2;
+            chunk[u < 4 ? 2 * u : 2 * u - 7] = pack_s8(q[0], q[1], q[2], q[3]);
+            chunk[u + 1 < 4 ? 2 * u + 2 : 2 * u - 5] = pack_s8(q[4], q[5], q[6], q[7]);
+        } else {
+            reinterpret_cast<uint2*>(out.xq[vi] + t * K)[c8] =
+                make_uint2(pack_s8(q[0], q[2], q[4], q[6]), pack_s8(q[1], q[3], q[5], q[7]));
+        }
         if (c8 % tpg == 0) {
             const float d = m / 127.0f;
             out.dq[vi][t * (K >> (vi + 5)) + c8 / tpg] = make_float2(d, d * float(sum));
@@ -248,25 +258,71 @@ __device__ __forceinline__ const BlockInfo* block_info(const DMat& a, const DMat
     return &info;
 }
 
-// SiLU with an accurate exp and a fast division (IEEE division is a subroutine whose registers would
-// spill here): within 2 ulp of x / (1 + exp(-x)).
-__device__ __forceinline__ float mma_silu(float x) { return __fdividef(x, 1.0f + expf(-x)); }
+// The weight codes of one stage in shared memory, one warp's two m16 tiles after the other's, and
+// the rows' 16-byte pieces swapped every 4 rows so that the 8 rows an ldmatrix phase reads fall on
+// distinct banks. 4-bit: per m16 tile 16 rows x 32 bytes (two chunks), read per chunk by ldmatrix.x2
+// (lane (g, t4): word t4 of rows g and g + 8). 8-bit: per m16 tile and chunk 16 rows x 32 bytes,
+// read by ldmatrix.x4 (the m16n8k32 A fragment itself: columns 4 t4 .. and 16 + 4 t4 .. of rows g
+// and g + 8).
+template <int BITS>
+struct CodeTile {
+    static constexpr int kChunkBytes = kChunkCols * BITS / 8;  // a row's bytes per chunk
+    static constexpr int kCopiesPerWarp = 2 * 16 * 2 * kChunkBytes / 16;
+
+    // Copy i of a stage (16 bytes): the warp (aw) and m16 tile (m) whose rows it holds, the row, its
+    // chunk (c), its byte offset in the row at tile 0 and in the stage.
+    struct Copy {
+        int aw, m, row, c;
+        uint32_t src, dst;
+    };
+    __device__ __forceinline__ static Copy copy(int i) {
+        Copy k;
+        if constexpr (BITS == 4) {
+            k.aw = i >> 6, k.m = (i >> 5) & 1, k.row = (i >> 1) & 15, k.c = i & 1;
+            k.src = uint32_t(k.c * 16);
+            k.dst = uint32_t(((k.aw * 2 + k.m) * 16 + k.row) * 32 + ((k.c ^ ((k.row >> 2) & 1)) * 16));
+        } else {
+            const int h = i & 1;
+            k.aw = i >> 7, k.m = (i >> 6) & 1, k.c = (i >> 5) & 1, k.row = (i >> 1) & 15;
+            k.src = uint32_t(k.c * 32 + h * 16);
+            k.dst = uint32_t(((k.aw * 2 + k.m) * 2 + k.c) * 512 + k.row * 32 + ((h ^ ((k.row >> 2) & 1)) * 16));
+        }
+        return k;
+    }
+    // This lane's ldmatrix address for m16 tile m, chunk c, relative to the stage.
+    __device__ __forceinline__ static uint32_t frag_addr(int wi, int m, int c) {
+        const int lane = threadIdx.x & 31;
+        const int lrow = lane & 15;  // (x2: lanes 16-31 repeat 0-15, ignored)
+        if constexpr (BITS == 4) {
+            return uint32_t((wi * 2 + m) * 512 + lrow * 32 + ((((lrow >> 2) & 1) ^ c) * 16));
+        } else {
+            const int h = lane >> 4;
+            return uint32_t(((wi * 2 + m) * 2 + c) * 512 + lrow * 32 + ((h ^ ((lrow >> 2) & 1)) * 16));
+        }
+    }
+};
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
 
 // One warp's products of the current weight group with the pass's tokens (P: a fresh accumulator
 // per group), chunk by chunk, and how a finished group enters the result. q[m] = {row g, row g + 8}
 // words of m16 tile m's 32 columns; b = the chunk's activation tile, s = its per-token values;
 // sc[m] = {scale of row g, bias of row g, scale of row g + 8, bias of row g + 8}. acc, P: the m16n8
 // accumulator layout (rows g and g + 8, tokens 2 t4 and 2 t4 + 1 of n8 tile n).
-template <bool Q8, int NT>
+template <bool Q8, int NT, int BITS>
 struct GroupProducts;
 
 // bf16 split: two k16 steps of hi and lo MMAs per chunk; S = the group's activation sums.
 template <int NT>
-struct GroupProducts<false, NT> {
+struct GroupProducts<false, NT, 4> {
     float P[2][NT][4], S[NT][2];
 
     template <bool FIRST>
-    __device__ __forceinline__ void chunk(const uint32_t (&q)[2][2], const char* b, const char* s) {
+    __device__ __forceinline__ void chunk(const uint32_t (&q)[2][4], const char* b, const char* s) {
         const int lane = threadIdx.x & 31, t4 = lane & 3;
 #pragma unroll
         for (int st = 0; st < 2; ++st) {
@@ -312,22 +368,27 @@ struct GroupProducts<false, NT> {
     }
 };
 
-// Q8: one u8 x s8 MMA per chunk; s holds each token's {d, d * sum(xq)} of the group.
-template <int NT>
-struct GroupProducts<true, NT> {
+// Q8: one u8 x s8 MMA per chunk; s holds each token's {d, d * sum(xq)} of the group. 4-bit: a
+// word's low nibbles are k 4 t4 .., its high nibbles k 16 + 4 t4 ..; 8-bit: the fragment as read.
+template <int NT, int BITS>
+struct GroupProducts<true, NT, BITS> {
     int32_t P[2][NT][4];
 
     template <bool FIRST>
-    __device__ __forceinline__ void chunk(const uint32_t (&q)[2][2], const char* b, const char*) {
+    __device__ __forceinline__ void chunk(const uint32_t (&q)[2][4], const char* b, const char*) {
         const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
         constexpr uint32_t kLow = 0x0F0F0F0Fu;
         uint32_t a[2][4];
 #pragma unroll
         for (int m = 0; m < 2; ++m) {
-            a[m][0] = q[m][0] & kLow;
-            a[m][1] = q[m][1] & kLow;
-            a[m][2] = (q[m][0] >> 4) & kLow;
-            a[m][3] = (q[m][1] >> 4) & kLow;
+            if constexpr (BITS == 8) {
+                a[m][0] = q[m][0], a[m][1] = q[m][1], a[m][2] = q[m][2], a[m][3] = q[m][3];
+            } else {
+                a[m][0] = q[m][0] & kLow;
+                a[m][1] = q[m][1] & kLow;
+                a[m][2] = (q[m][0] >> 4) & kLow;
+                a[m][3] = (q[m][1] >> 4) & kLow;
+            }
         }
 #pragma unroll
         for (int n = 0; n < NT; ++n) {
@@ -355,10 +416,11 @@ struct GroupProducts<true, NT> {
 
 // acc[m][n][.] = the dot products of this warp's rows with the pass's tokens 0 .. 8 NT - 1, whose
 // prepared rows are token_row(j). Every thread of the block must call it (barriers inside).
-template <int W, int NT, bool Q8, class TokenRow>
+template <int W, int NT, bool Q8, int BITS, class TokenRow>
 __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, TokenRow token_row, char* smem,
                                          float (&acc)[2][NT][4]) {
-    using St = Stage<W, Q8>;
+    using St = Stage<W, Q8, BITS>;
+    using Codes = CodeTile<BITS>;
     const int tid = threadIdx.x, lane = tid & 31, wi = tid >> 5, g = lane >> 2;
     const int64_t K = io.K;
     const int nch = int(K / kChunkCols), nkt = (nch + 1) / 2;
@@ -368,16 +430,16 @@ __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, T
     const uint8_t* xq = Q8 ? (cs == 0 ? io.xq[0] : cs == 1 ? io.xq[1] : io.xq[2]) : nullptr;
     const float2* dq = Q8 ? (cs == 0 ? io.dq[0] : cs == 1 ? io.dq[1] : io.dq[2]) : nullptr;
 
-    // This thread's copies of every stage: two 16-byte code chunks, its activation chunks, and (64
+    // This thread's copies of every stage: its 16-byte code pieces, its activation chunks, and (64
     // threads) one per-token value; sources at tile 0.
     // (32-bit byte and word offsets from the matrices' and the activations' bases: fewer registers)
-    uint32_t a_src[2];
+    constexpr int kAPer = Codes::kCopiesPerWarp / 32;
+    uint32_t a_src[kAPer];
 #pragma unroll
-    for (int u = 0; u < 2; ++u) {
-        const int i = tid + u * 32 * W;  // [warp][m][row][chunk]
-        const int aw = i >> 6, m = (i >> 5) & 1, row = (i >> 1) & 15, c = i & 1;
-        const DMat* w = m ? br.w[1] : br.w[0];  // (a run-time index would put br in local memory)
-        a_src[u] = uint32_t(min(br.row_of(aw, m) + row, w->rows - 1) * w->row_bytes + c * 16);
+    for (int u = 0; u < kAPer; ++u) {
+        const auto k = Codes::copy(tid + u * 32 * W);
+        const DMat* w = k.m ? br.w[1] : br.w[0];  // (a run-time index would put br in local memory)
+        a_src[u] = uint32_t(min(br.row_of(k.aw, k.m) + k.row, w->rows - 1) * w->row_bytes) + k.src;
     }
     // bf16: [chunk][step][n8 tile][lane] words; Q8: [chunk][token][half] bytes
     constexpr int kBCopies = St::kB / 16;
@@ -402,12 +464,10 @@ __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, T
         const uint32_t base = sbase + uint32_t(stage * St::kBytes);
         const bool second = 2 * kt + 1 < nch;  // the tile's second chunk exists
 #pragma unroll
-        for (int u = 0; u < 2; ++u) {
-            const int i = tid + u * 32 * W, aw = i >> 6, m = (i >> 5) & 1, row = (i >> 1) & 15, c = i & 1;
-            const uint8_t* data = static_cast<const uint8_t*>((m ? br.w[1] : br.w[0])->data);
-            if (c == 0 || second)
-                cp_async16(base + uint32_t(((aw * 2 + m) * 16 + row) * 32 + ((c ^ ((row >> 2) & 1)) * 16)),
-                           data + a_src[u] + kt * (kTileCols / 2));
+        for (int u = 0; u < kAPer; ++u) {
+            const auto k = Codes::copy(tid + u * 32 * W);
+            const uint8_t* data = static_cast<const uint8_t*>((k.m ? br.w[1] : br.w[0])->data);
+            if (k.c == 0 || second) cp_async16(base + k.dst, data + a_src[u] + kt * (2 * Codes::kChunkBytes));
         }
 #pragma unroll
         for (int u = 0; u < kBPer; ++u) {
@@ -428,9 +488,6 @@ __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, T
 
     // This warp's rows: skip the arithmetic when all of them are past the matrix (loads still shared).
     const bool active = br.row_of(wi, 0) < br.w[0]->rows;
-    // ldmatrix.x2 of chunk 0: lanes 0-7 address rows 0-7, lanes 8-15 rows 8-15 (chunk 1: ^ 16)
-    const int lrow = (lane & 7) + ((lane >> 3) & 1) * 8;
-    const uint32_t a_frag = uint32_t(lrow * 32 + (((lrow >> 2) & 1) * 16));
 
 #pragma unroll
     for (int m = 0; m < 2; ++m)
@@ -438,7 +495,7 @@ __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, T
         for (int n = 0; n < NT; ++n)
 #pragma unroll
             for (int j = 0; j < 4; ++j) acc[m][n][j] = 0;
-    GroupProducts<Q8, NT> gp;
+    GroupProducts<Q8, NT, BITS> gp;
 
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
@@ -458,10 +515,13 @@ __device__ __forceinline__ void mma_pass(const BlockRows& br, const MmaIo& io, T
             const int ch = 2 * kt + c;
             if (ch >= nch) break;
             const bool first = (ch & cmask) == 0, last = ((ch + 1) & cmask) == 0;
-            uint32_t q[2][2];  // rows g and g + 8
+            uint32_t q[2][4];
 #pragma unroll
-            for (int m = 0; m < 2; ++m)
-                ldmatrix_x2(q[m], sbase + uint32_t(stage * St::kBytes + (wi * 2 + m) * 512) + (a_frag ^ uint32_t(c * 16)));
+            for (int m = 0; m < 2; ++m) {
+                const uint32_t at = sbase + uint32_t(stage * St::kBytes) + Codes::frag_addr(wi, m, c);
+                if constexpr (BITS == 4) ldmatrix_x2(reinterpret_cast<uint32_t(&)[2]>(q[m]), at);
+                else ldmatrix_x4(q[m], at);
+            }
             const char* bp = sp + St::kA + c * (St::kB / 2);
             const char* ssp = sp + St::kA + St::kB + c * (St::kS / 2);
             if (first) gp.template chunk<true>(q, bp, ssp);
@@ -522,13 +582,14 @@ __device__ __forceinline__ void for_each_fragment(const BlockRows& br, int tiles
 
 __device__ __forceinline__ int fragment_token(int i, int j) { return i * 8 + 2 * (threadIdx.x & 3) + (j & 1); }
 
-// Dense: block (row tile of 32 W, token tile of 32). y[t, r] for rows of m16 tile m.
-template <int W, int NT, bool Q8>
-__device__ __forceinline__ void dense_tile(const BlockInfo* bi, const MmaIo& io, int64_t n, float* y, char* smem) {
-    const BlockRows br{{&bi->w[0], &bi->w[0]}, int64_t(blockIdx.x) * W * 32, false};
+// Dense: block (row tile of 32 W, token tile of 32) of one matrix of a DenseBatch.
+template <int W, int NT, bool Q8, int BITS>
+__device__ __forceinline__ void dense_tile(const BlockInfo* bi, int64_t tile, const MmaIo& io, int64_t n, float* y,
+                                           char* smem) {
+    const BlockRows br{{&bi->w[0], &bi->w[0]}, tile * W * 32, false};
     const int64_t tok0 = int64_t(blockIdx.y) * kTileTokens;
     float acc[2][NT][4];
-    mma_pass<W, NT, Q8>(br, io, [&](int j) { return min(tok0 + j, n - 1); }, smem, acc);
+    mma_pass<W, NT, Q8, BITS>(br, io, [&](int j) { return min(tok0 + j, n - 1); }, smem, acc);
     const int64_t rows = bi->w[0].rows;
     for_each_fragment<NT>(br, 2, [&](int m, int64_t r, int i, int j) {
         const int64_t t = tok0 + fragment_token(i, j);
@@ -536,12 +597,25 @@ __device__ __forceinline__ void dense_tile(const BlockInfo* bi, const MmaIo& io,
     });
 }
 
-template <int W, bool Q8>
-__global__ void __launch_bounds__(W * 32, 8 / W * 2) mma_matmul_kernel(DMat w, MmaIo io, int64_t n, float* y) {
+// Several matrices of one input in one launch: matrix m owns the row tiles [tiles_end[m - 1],
+// tiles_end[m]) of the grid's x.
+struct DenseBatch {
+    DMat w[kMaxGemvMats];
+    float* y[kMaxGemvMats];
+    int tiles_end[kMaxGemvMats];
+    int count;
+};
+
+template <int W, bool Q8, int BITS>
+__global__ void __launch_bounds__(W * 32, 8 / W * 2) mma_matmul_kernel(DenseBatch b, MmaIo io, int64_t n) {
     extern __shared__ __align__(128) char smem[];
+    int m = 0;
+    while (m + 1 < b.count && int(blockIdx.x) >= b.tiles_end[m]) ++m;
+    const int64_t tile = int64_t(blockIdx.x) - (m ? b.tiles_end[m - 1] : 0);
     const int64_t tok0 = int64_t(blockIdx.y) * kTileTokens;
-    const BlockInfo* bi = block_info(w, w);
-    with_tiles(tiles_for(n - tok0), [&](auto nt) { dense_tile<W, decltype(nt)::value, Q8>(bi, io, n, y, smem); });
+    const BlockInfo* bi = block_info(b.w[m], b.w[m]);
+    float* y = b.y[m];
+    with_tiles(tiles_for(n - tok0), [&](auto nt) { dense_tile<W, decltype(nt)::value, Q8, BITS>(bi, tile, io, n, y, smem); });
 }
 
 constexpr int kMoeWarps = 8;
@@ -568,14 +642,14 @@ __device__ __forceinline__ void gate_up_tile(const BlockInfo* bi, const int32_t*
     {
         const int32_t* sl = slots + bi->slot_begin;
         const int last = bi->count - 1;
-        mma_pass<kMoeWarps, NT, Q8>(br, io, [&](int j) { return int64_t(sl[min(c0 + j, last)] / int32_t(io.div)); },
+        mma_pass<kMoeWarps, NT, Q8, 4>(br, io, [&](int j) { return int64_t(sl[min(c0 + j, last)] / int32_t(io.div)); },
                                     smem, acc);
     }
     const int32_t* sl = slots + bi->slot_begin;  // (read again: not held through the product)
     const int count = bi->count;
     for_each_fragment<NT>(br, 1, [&](int, int64_t r, int i, int j) {
         const int c = c0 + fragment_token(i, j);
-        if (c < count && r < inter) act[int64_t(sl[c]) * inter + r] = mma_silu(acc[0][i][j]) * acc[1][i][j];
+        if (c < count && r < inter) act[int64_t(sl[c]) * inter + r] = silu(acc[0][i][j]) * acc[1][i][j];
     });
 }
 
@@ -600,7 +674,7 @@ __device__ __forceinline__ void down_tile(const BlockInfo* bi, const int32_t* sl
     {
         const int32_t* sl = slots + bi->slot_begin;
         const int last = bi->count - 1;
-        mma_pass<kMoeWarps, NT, Q8>(br, io, [&](int j) { return int64_t(sl[min(c0 + j, last)]); }, smem, acc);
+        mma_pass<kMoeWarps, NT, Q8, 4>(br, io, [&](int j) { return int64_t(sl[min(c0 + j, last)]); }, smem, acc);
     }
     const int32_t* sl = slots + bi->slot_begin;
     const int count = bi->count;
@@ -629,8 +703,9 @@ __global__ void __launch_bounds__(kMoeWarps * 32, 2) mma_down_kernel(const Exper
 // ---- host side ----
 
 // Prepares x [n, K] (K a multiple of 32) for the tensor-core products: the bf16 split, or (int8
-// activations) codes for each group size of `groups` (a mask of 32, 64, 128) that divides K.
-MmaIo prepare(const float* x, int64_t n, int64_t K, bool q8, unsigned groups, cudaStream_t stream) {
+// activations) codes for each group size of `groups` (a mask of 32, 64, 128) that divides K, in
+// the column order of `bits`-bit weights.
+MmaIo prepare(const float* x, int64_t n, int64_t K, bool q8, unsigned groups, int bits, cudaStream_t stream) {
     MmaIo io;
     io.K = K;
     const int64_t octs = K / 8;
@@ -663,7 +738,7 @@ MmaIo prepare(const float* x, int64_t n, int64_t K, bool q8, unsigned groups, cu
         io.xq[v] = out.xq[v];
         io.dq[v] = out.dq[v];
     }
-    prep_q8_kernel<<<dim3(unsigned((octs + 127) / 128), unsigned(n)), 128, 0, stream>>>(x, K, variants, out);
+    prep_q8_kernel<<<dim3(unsigned((octs + 127) / 128), unsigned(n)), 128, 0, stream>>>(x, K, variants, bits == 8, out);
     CUDA_CHECK_LAUNCH("prep_q8_kernel");
     return io;
 }
@@ -695,18 +770,30 @@ unsigned moe_token_blocks(const MoeBatch& b, int64_t row_tiles) {
     return unsigned(std::clamp<int64_t>(std::min(tiles, want), 1, 65535));
 }
 
-template <bool Q8>
-void launch_matmul(const DMat& w, const MmaIo& io, int64_t n, float* y, cudaStream_t stream) {
+template <bool Q8, int BITS>
+void launch_matmul(const DMat* const* w, float* const* y, int count, const MmaIo& io, int64_t n, cudaStream_t stream) {
     const unsigned token_tiles = unsigned((n + kTileTokens - 1) / kTileTokens);
     // 8 warps a block (256 rows) when that still gives two blocks an SM, else 4
-    const int64_t tiles8 = (w.rows + 255) / 256;
-    if (tiles8 * token_tiles >= 2 * int64_t(sm_count())) {
-        allow_smem(mma_matmul_kernel<8, Q8>, Stage<8, Q8>::kSmem);
-        mma_matmul_kernel<8, Q8><<<dim3(unsigned(tiles8), token_tiles), 8 * 32, Stage<8, Q8>::kSmem, stream>>>(w, io, n, y);
+    int64_t tiles8 = 0;
+    for (int m = 0; m < count; ++m) tiles8 += (w[m]->rows + 255) / 256;
+    const int warps = tiles8 * token_tiles >= 2 * int64_t(sm_count()) ? 8 : 4;
+    DenseBatch b{};
+    b.count = count;
+    int tiles = 0;
+    for (int m = 0; m < count; ++m) {
+        b.w[m] = *w[m];
+        b.y[m] = y[m];
+        tiles += int((w[m]->rows + warps * 32 - 1) / (warps * 32));
+        b.tiles_end[m] = tiles;
+    }
+    if (warps == 8) {
+        constexpr int smem = Stage<8, Q8, BITS>::kSmem;
+        allow_smem(mma_matmul_kernel<8, Q8, BITS>, smem);
+        mma_matmul_kernel<8, Q8, BITS><<<dim3(unsigned(tiles), token_tiles), 8 * 32, smem, stream>>>(b, io, n);
     } else {
-        allow_smem(mma_matmul_kernel<4, Q8>, Stage<4, Q8>::kSmem);
-        mma_matmul_kernel<4, Q8><<<dim3(unsigned((w.rows + 127) / 128), token_tiles), 4 * 32, Stage<4, Q8>::kSmem,
-                                   stream>>>(w, io, n, y);
+        constexpr int smem = Stage<4, Q8, BITS>::kSmem;
+        allow_smem(mma_matmul_kernel<4, Q8, BITS>, smem);
+        mma_matmul_kernel<4, Q8, BITS><<<dim3(unsigned(tiles), token_tiles), 4 * 32, smem, stream>>>(b, io, n);
     }
     CUDA_CHECK_LAUNCH("mma_matmul_kernel");
 }
@@ -733,16 +820,23 @@ void launch_down(const MoeBatch& b, const MmaIo& io, const float* weights, float
 
 }  // namespace
 
-void mma_matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream) {
+bool mma_takes(const DMat& w) { return mma_ok(w) || (cuda_int8_activations() && mma8_ok(w)); }
+
+void mma_matmul(const DMat* const* w, float* const* y, int count, const float* x, int64_t n, cudaStream_t stream) {
+    if (count <= 0) return;
     const bool q8 = cuda_int8_activations();
-    const MmaIo io = prepare(x, n, w.cols, q8, unsigned(w.group), stream);
-    if (q8) launch_matmul<true>(w, io, n, y, stream);
-    else launch_matmul<false>(w, io, n, y, stream);
+    const int bits = w[0]->bits;
+    unsigned groups = 0;
+    for (int m = 0; m < count; ++m) groups |= unsigned(w[m]->group);
+    const MmaIo io = prepare(x, n, w[0]->cols, q8, groups, bits, stream);
+    if (bits == 8) launch_matmul<true, 8>(w, y, count, io, n, stream);
+    else if (q8) launch_matmul<true, 4>(w, y, count, io, n, stream);
+    else launch_matmul<false, 4>(w, y, count, io, n, stream);
 }
 
 void mma_moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream) {
     const bool q8 = cuda_int8_activations();
-    MmaIo io = prepare(x, b.tokens, b.hidden, q8, kAllGroups, stream);
+    MmaIo io = prepare(x, b.tokens, b.hidden, q8, kAllGroups, 4, stream);
     io.div = b.k;
     if (q8) launch_gate_up<true>(b, io, act, stream);
     else launch_gate_up<false>(b, io, act, stream);
@@ -750,7 +844,7 @@ void mma_moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t
 
 void mma_moe_down(const MoeBatch& b, const float* act, const float* weights, float* routed, cudaStream_t stream) {
     const bool q8 = cuda_int8_activations();
-    const MmaIo io = prepare(act, b.tokens * b.k, b.intermediate, q8, kAllGroups, stream);  // a row per slot
+    const MmaIo io = prepare(act, b.tokens * b.k, b.intermediate, q8, kAllGroups, 4, stream);  // a row per slot
     if (q8) launch_down<true>(b, io, weights, routed, stream);
     else launch_down<false>(b, io, weights, routed, stream);
 }

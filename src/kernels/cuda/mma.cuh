@@ -19,15 +19,25 @@ __host__ __device__ inline bool mma_ok(const DMat& w) {
            (reinterpret_cast<uintptr_t>(w.data) & 15) == 0;
 }
 
+// Affine 8-bit rows of the same shapes: on the tensor cores with int8 activations only.
+__host__ __device__ inline bool mma8_ok(const DMat& w) {
+    return w.format == kAffine && w.bits == 8 && (w.group == 32 || w.group == 64 || w.group == 128) &&
+           (w.cols & (w.group - 1)) == 0 && w.row_bytes == w.cols && w.rows > 0 &&
+           (reinterpret_cast<uintptr_t>(w.data) & 15) == 0;
+}
+
 // A routed expert whose gate and up run on the tensor cores (they share the activation tiles, and
 // so one group size).
 __host__ __device__ inline bool mma_gate_up_ok(const ExpertJob& job) {
     return mma_ok(job.gate) && mma_ok(job.up) && job.gate.group == job.up.group;
 }
 
-// y = W x for n > 1 tokens; mma_ok(w). Like the one-token kernels, these follow the process's
-// activation semantics (cuda_int8_activations(): int8 codes, else the exact bf16 split).
-void mma_matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream);
+// Whether mma_matmul takes w now: mma_ok, or mma8_ok with int8 activations.
+bool mma_takes(const DMat& w);
+// y_m = W_m x for n > 1 tokens and `count` (at most kMaxGemvMats) matrices of one input, in one
+// launch; each mma_takes(w_m), all of one width of codes. Like the one-token kernels, these follow
+// the process's activation semantics (cuda_int8_activations(): int8 codes, else the exact bf16 split).
+void mma_matmul(const DMat* const* w, float* const* y, int count, const float* x, int64_t n, cudaStream_t stream);
 // moe_gate_up / moe_down for the jobs that pass mma_gate_up_ok / mma_ok(down); the others are
 // left alone. b.hidden (gate/up) or b.intermediate (down) a multiple of 32.
 void mma_moe_gate_up(const MoeBatch& b, const float* x, float* act, cudaStream_t stream);

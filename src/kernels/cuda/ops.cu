@@ -1,7 +1,8 @@
 // The element-wise, normalisation, attention, Gated DeltaNet and router kernels of the CUDA
-// forward (the weight-matrix kernels are in matmul.cu). Each mirrors a loop of the CPU forward;
+// forward (the weight-matrix kernels are in gemv.cu, matmul.cu and mma.cu). Each mirrors a loop of the CPU forward;
 // reductions are fp32 tree reductions (the CPU sums some in double: results differ by rounding).
 #include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/ops.h"
 
@@ -13,7 +14,6 @@ namespace flashmoe::cuda {
 namespace {
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
-__device__ __forceinline__ float siluf_(float x) { return x / (1.0f + expf(-x)); }
 __device__ __forceinline__ float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -223,6 +223,103 @@ __global__ void attention_kernel(AttentionShape s, const float* q, const float* 
     }
 }
 
+// Several new tokens (prefill), head_dim a power of two from 32 to kTiledMaxDim: block (16 queries,
+// head); every key and value row a block needs is staged in shared memory once per tile of 32
+// positions and used by all 16 queries (the one-block-per-query kernel reads it 16 times from L2).
+// Warp w takes queries 2w and 2w + 1 of the tile; lane j scores position j of a key tile (rows
+// padded by four floats: the 16-byte reads of 8 lanes fall on distinct banks), then lanes split
+// head_dim for the value sums.
+constexpr int kTiledQueries = 16, kTiledKeys = 32, kTiledMaxDim = 256;
+constexpr int kTiledThreads = kTiledQueries / 2 * 32;
+
+__global__ void __launch_bounds__(kTiledThreads) attention_tiled_kernel(AttentionShape s, const float* q,
+                                                                        const float* keys, const float* values,
+                                                                        float* out) {
+    pdl_wait();
+    pdl_trigger();
+    extern __shared__ float smem[];
+    const int hd = int(s.head_dim), kstride = hd + 4;
+    float* qs = smem;                                  // [16][hd]
+    float* ks = qs + kTiledQueries * hd;               // [32][hd + 4]
+    float* vs = ks + kTiledKeys * kstride;             // [32][hd]
+    const int64_t t0 = int64_t(blockIdx.x) * kTiledQueries, h = blockIdx.y;
+    const int64_t kvh = h / (s.heads / s.kv_heads), row = s.kv_heads * hd;
+    const int64_t position = s.d_position ? *s.d_position : s.position;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const float scale = 1.0f / sqrtf(float(hd));
+    for (int i = threadIdx.x; i < kTiledQueries * hd; i += kTiledThreads) {
+        const int64_t t = min(t0 + i / hd, s.n - 1);
+        qs[i] = q[t * s.heads * 2 * hd + h * 2 * hd + i % hd];
+    }
+    // positions query t sees: position + t + 1
+    const int64_t last = min(t0 + kTiledQueries, s.n) - 1;
+    const int64_t len_block = position + last + 1;
+    int64_t len[2];
+    float m[2], l[2], acc[2][kTiledMaxDim / 32];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+        len[j] = position + min(t0 + 2 * warp + j, last) + 1;
+        m[j] = -FLT_MAX;
+        l[j] = 0;
+#pragma unroll
+        for (int u = 0; u < kTiledMaxDim / 32; ++u) acc[j][u] = 0;
+    }
+    const int dims = hd / 32;
+    for (int64_t p0 = 0; p0 < len_block; p0 += kTiledKeys) {
+        __syncthreads();  // (first pass: qs is in; later: every warp is done with the last tile)
+        const int count = int(min(int64_t(kTiledKeys), len_block - p0));
+        // 16 bytes a thread and row: hd / 4 threads a row (a power of two dividing the block)
+        const int per_row = hd >> 2, d4 = threadIdx.x & (per_row - 1);
+#pragma unroll 4
+        for (int j = threadIdx.x / per_row; j < kTiledKeys; j += kTiledThreads / per_row) {
+            float4 kv = make_float4(0, 0, 0, 0), vv = kv;
+            if (j < count) {
+                kv = reinterpret_cast<const float4*>(keys + (p0 + j) * row + kvh * hd)[d4];
+                vv = reinterpret_cast<const float4*>(values + (p0 + j) * row + kvh * hd)[d4];
+            }
+            reinterpret_cast<float4*>(ks + j * kstride)[d4] = kv;
+            reinterpret_cast<float4*>(vs + j * hd)[d4] = vv;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+            const float4* qq = reinterpret_cast<const float4*>(qs + (2 * warp + j) * hd);
+            const float4* kk = reinterpret_cast<const float4*>(ks + lane * kstride);
+            float d = 0;
+            for (int i = 0; i < hd / 4; ++i) {
+                const float4 a = qq[i], b = kk[i];
+                d = fmaf(a.x, b.x, fmaf(a.y, b.y, fmaf(a.z, b.z, fmaf(a.w, b.w, d))));
+            }
+            const bool seen = p0 + lane < len[j];
+            const float score = seen ? d * scale : -FLT_MAX;
+            const float nm = fmaxf(m[j], warp_max(score));
+            const float corr = expf(m[j] - nm);
+            const float e = seen ? expf(score - nm) : 0.0f;
+            l[j] = l[j] * corr + warp_sum(e);
+            m[j] = nm;
+#pragma unroll
+            for (int u = 0; u < kTiledMaxDim / 32; ++u) acc[j][u] *= corr;
+            for (int k = 0; k < count; ++k) {
+                const float pk = __shfl_sync(0xffffffffu, e, k);
+                const float* vv = vs + k * hd + lane;
+#pragma unroll
+                for (int u = 0; u < kTiledMaxDim / 32; ++u)
+                    if (u < dims) acc[j][u] = fmaf(pk, vv[u * 32], acc[j][u]);
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+        const int64_t t = t0 + 2 * warp + j;
+        if (t >= s.n) continue;
+        const float* gate = q + t * s.heads * 2 * hd + h * 2 * hd + hd;
+        float* o = out + (t * s.heads + h) * hd;
+#pragma unroll
+        for (int u = 0; u < kTiledMaxDim / 32; ++u)
+            if (u < dims) o[lane + u * 32] = (acc[j][u] / l[j]) * sigmoidf_(gate[lane + u * 32]);
+    }
+}
+
 // A single token's attention split over blocks (flash-decoding): block (head, split) takes cache
 // rows [split * chunk, min(len, (split + 1) * chunk)) and leaves its running max, sum and unnormalised
 // output in part[(head * splits + split) * (head_dim + 2)]; attention_merge_kernel combines them.
@@ -346,7 +443,7 @@ __global__ void conv1d_silu_kernel(const float* x, float* state, const float* ta
     for (int64_t t = 0; t < n; ++t) {
         float s = 0;
         for (int64_t j = 0; j < K; ++j) s += taps[ch * K + j] * window(t + j);
-        out[t * C + ch] = siluf_(s);
+        out[t * C + ch] = silu(s);
     }
     for (int64_t i = 0; i < K - 1; ++i) state[i * C + ch] = window(n + i);
 }
@@ -366,7 +463,7 @@ __global__ void conv1d_silu_tokens_kernel(const float* x, const float* state, co
         const float v = w < K - 1 ? state[w * C + ch] : x[(w - (K - 1)) * C + ch];
         s += taps[ch * K + j] * v;
     }
-    out[t * C + ch] = siluf_(s);
+    out[t * C + ch] = silu(s);
 }
 
 __global__ void conv_state_kernel(const float* x, float* state, int64_t n, int64_t C, int64_t K) {
@@ -506,7 +603,7 @@ __global__ void gated_rmsnorm_kernel(float* o, const float* z, const float* w, i
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += orow[i] * orow[i];
     ss = block_sum(ss);
     const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = ((orow[i] * inv) * w[i]) * siluf_(zr[i]);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = ((orow[i] * inv) * w[i]) * silu(zr[i]);
 }
 
 // One block per token: softmax in shared memory, then k rounds of arg-max.
@@ -715,13 +812,6 @@ __global__ void moe_combine_kernel(const float* routed, int64_t n, int64_t k, in
     }
 }
 
-__global__ void swiglu_kernel(float* gate, const float* up, int64_t count) {
-    pdl_wait();
-    pdl_trigger();
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
-        gate[i] = siluf_(gate[i]) * up[i];
-}
-
 __global__ void add_sigmoid_scaled_kernel(float* out, const float* y, const float* g, int64_t n, int64_t hidden) {
     pdl_wait();
     pdl_trigger();
@@ -789,6 +879,15 @@ void attention(const AttentionShape& s, const float* q, const float* keys, const
         launch("attention_merge_kernel", attention_merge_kernel, unsigned(s.heads), 128, 0, stream, s, q, part, splits, out);
         return;
     }
+    if (s.n > 1 && s.head_dim >= 32 && s.head_dim <= kTiledMaxDim && (s.head_dim & (s.head_dim - 1)) == 0) {
+        const size_t tiled = size_t((kTiledQueries + 2 * kTiledKeys) * s.head_dim + 4 * kTiledKeys) * sizeof(float);
+        // above 48 KiB (head_dim 256: 98.5 KiB) must be allowed (never captured: several tokens)
+        CUDA_CHECK(cudaFuncSetAttribute(attention_tiled_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tiled)));
+        launch("attention_tiled_kernel", attention_tiled_kernel,
+               dim3(unsigned((s.n + kTiledQueries - 1) / kTiledQueries), unsigned(s.heads)), kTiledThreads, tiled,
+               stream, s, q, keys, values, out);
+        return;
+    }
     launch("attention_kernel", attention_kernel, dim3(unsigned(s.n), unsigned(s.heads)), kAttnThreads, smem, stream, s, q, keys, values, out);
 }
 
@@ -840,11 +939,6 @@ void group_by_expert(const ExpertJob* table, const int32_t* ids, int64_t slots, 
 void moe_combine(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out, cudaStream_t stream) {
     if (n <= 0) return;
     launch("moe_combine_kernel", moe_combine_kernel, grid_for(n * hidden, 256), 256, 0, stream, routed, n, k, hidden, out);
-}
-
-void swiglu(float* gate, const float* up, int64_t count, cudaStream_t stream) {
-    if (count <= 0) return;
-    launch("swiglu_kernel", swiglu_kernel, grid_for(count, 256), 256, 0, stream, gate, up, count);
 }
 
 void add_sigmoid_scaled(float* out, const float* y, const float* g, int64_t n, int64_t hidden, cudaStream_t stream) {

@@ -17,10 +17,12 @@ namespace flashmoe::cuda {
 // y[t, r] = sum_c W[r, c] * x[t, c]; x [n, w.cols], y [n, w.rows]. fp32 accumulation.
 void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream);
 
-// y_m = W_m x for `count` matrices sharing one single-token input x (x [w.cols], y_m [w_m.rows]):
-// matrices of one shape share a launch (up to kMaxGemvMats). Same results as matmul(w_m, x, 1, y_m).
+// y_m = W_m x for `count` (at most kMaxGemvMats) matrices sharing one input x [n, w_m.cols]
+// (y_m [n, w_m.rows]) in as few launches as their formats allow (one token: matrices of one shape;
+// several: those on the tensor cores, with one preparation of x). Same results as
+// matmul(w_m, x, n, y_m).
 constexpr int kMaxGemvMats = 4;
-void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, cudaStream_t stream);
+void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, int64_t n, cudaStream_t stream);
 
 // out[t, :] = row ids[t] of w, dequantised to fp32; ids are device int32 in [0, w.rows).
 void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream);
@@ -143,8 +145,6 @@ void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, 
                      const float* act, const float* weights, float* routed, cudaStream_t stream);
 // out[t, :] = sum_j routed[t*k + j, :] in j order.
 void moe_combine(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out, cudaStream_t stream);
-// gate[i] = silu(gate[i]) * up[i]
-void swiglu(float* gate, const float* up, int64_t count, cudaStream_t stream);
 // out[t, :] += sigmoid(g[t]) * y[t, :]
 void add_sigmoid_scaled(float* out, const float* y, const float* g, int64_t n, int64_t hidden, cudaStream_t stream);
 

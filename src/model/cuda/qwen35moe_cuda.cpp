@@ -149,7 +149,7 @@ namespace {
 
 enum Scratch : size_t {
     kX, kXn, kMix, kQ, kK, kV, kAtt, kQkv, kConv, kZ, kB, kA, kO, kProbs, kRouted, kAct,
-    kSharedGate, kSharedUp, kSharedY, kSharedG, kLogits, kScratchCount
+    kSharedGate, kSharedY, kSharedG, kLogits, kScratchCount
 };
 
 int select_device(int device) {
@@ -348,6 +348,18 @@ void Qwen35MoeCuda::grow(PinnedBuffer& b, size_t bytes) {
     ++buffer_generation_;
 }
 
+void Qwen35MoeCuda::grow_shared_batch(int64_t n) {
+    if (n <= shared_batch_tokens_) return;
+    // [job | slot list [tokens] | ids [tokens] of 0 | weights [tokens] of 1]
+    grow(d_shared_batch_, sizeof(ExpertJob) + size_t(n) * 12);
+    shared_batch_tokens_ = n;
+    std::vector<int32_t> tail(size_t(2 * n), 0);
+    const float one = 1.0f;
+    for (int64_t i = 0; i < n; ++i) std::memcpy(&tail[size_t(n + i)], &one, 4);
+    uint8_t* at = d_shared_batch_.as<uint8_t>() + sizeof(ExpertJob) + size_t(n) * 4;
+    CUDA_CHECK(cudaMemcpy(at, tail.data(), tail.size() * 4, cudaMemcpyHostToDevice));
+}
+
 float* Qwen35MoeCuda::scratch(size_t index, size_t floats) {
     grow(scratch_[index], std::max<size_t>(floats, 1) * 4);
     return scratch_[index].as<float>();
@@ -492,15 +504,9 @@ void Qwen35MoeCuda::attention(int64_t layer, CudaSequenceState& st, int64_t n) {
     float* q = scratch(kQ, size_t(n * qdim));
     float* k = scratch(kK, size_t(n * kvdim));
     float* v = scratch(kV, size_t(n * kvdim));
-    if (n == 1) {
-        const DMat* ws[3] = {&w.q_proj, &w.k_proj, &w.v_proj};
-        float* ys[3] = {q, k, v};
-        matmul_multi(ws, ys, 3, xn, s);
-    } else {
-        matmul(w.q_proj, xn, n, q, s);
-        matmul(w.k_proj, xn, n, k, s);
-        matmul(w.v_proj, xn, n, v, s);
-    }
+    const DMat* ws[3] = {&w.q_proj, &w.k_proj, &w.v_proj};
+    float* ys[3] = {q, k, v};
+    matmul_multi(ws, ys, 3, xn, n, s);
     prof("attn qkv");
     AttentionShape shape{n, st.position(), nh, nkv, hd, c.rotary_dim, float(c.rope_theta), float(c.rms_norm_eps),
                          d_position_.as<int64_t>(), st.kv_capacity()};
@@ -525,16 +531,9 @@ void Qwen35MoeCuda::deltanet(int64_t layer, CudaSequenceState& st, int64_t n) {
     float* z = scratch(kZ, size_t(n * vd));
     float* b = scratch(kB, size_t(n * Hv));
     float* a = scratch(kA, size_t(n * Hv));
-    if (n == 1) {
-        const DMat* ws[4] = {&w.in_proj_qkv, &w.in_proj_z, &w.in_proj_b, &w.in_proj_a};
-        float* ys[4] = {qkv, z, b, a};
-        matmul_multi(ws, ys, 4, xn, s);
-    } else {
-        matmul(w.in_proj_qkv, xn, n, qkv, s);
-        matmul(w.in_proj_z, xn, n, z, s);
-        matmul(w.in_proj_b, xn, n, b, s);
-        matmul(w.in_proj_a, xn, n, a, s);
-    }
+    const DMat* ws[4] = {&w.in_proj_qkv, &w.in_proj_z, &w.in_proj_b, &w.in_proj_a};
+    float* ys[4] = {qkv, z, b, a};
+    matmul_multi(ws, ys, 4, xn, n, s);
     prof("dn in_proj");
     auto& L = st.layers[size_t(layer)];
     float* conv = scratch(kConv, size_t(n * C));
@@ -578,7 +577,7 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     const int64_t rows = guess ? 2 : n;
     float* probs = scratch(kProbs, size_t(rows * E));
     float* sg = scratch(kSharedG, size_t(n));
-    if (n == 1) {
+    {
         // matmul_multi gives each matrix the bits of its own product
         const DMat* ws[3] = {&L.router};
         float* ys[3] = {probs};
@@ -591,9 +590,7 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
             ws[count] = &L.shared_gate;
             ys[count++] = sg;
         }
-        matmul_multi(ws, ys, count, xn, s);
-    } else {
-        matmul(L.router, xn, n, probs, s);
+        matmul_multi(ws, ys, count, xn, n, s);
     }
     prof("router matmul");
     const size_t slots = size_t(n * k);
@@ -745,21 +742,28 @@ void Qwen35MoeCuda::shared_expert(int64_t layer, int64_t n) {
     float* g = scratch(kSharedGate, size_t(n * S));
     float* y = scratch(kSharedY, size_t(n * H));
     float* sg = scratch(kSharedG, size_t(n));
+    // (the gate sg was computed with the router)
     if (n == 1) {
-        // The single-token expert kernels over a one-entry table (id 0, weight 1); the gate was
-        // computed with the router.
+        // The single-token expert kernels over a one-entry table (id 0, weight 1).
         const ExpertJob* table = d_shared_table_.as<ExpertJob>() + layer;
         const int32_t* id0 = d_shared_misc_.as<int32_t>();
         const float* one = reinterpret_cast<const float*>(d_shared_misc_.as<uint8_t>() + 4);
         moe_gate_up_routed(table, id0, 1, 1, H, S, xn, g, s);
         moe_down_routed(table, id0, 1, H, S, g, one, y, s);
     } else {
-        float* u = scratch(kSharedUp, size_t(n * S));
-        matmul(L.shared_gate_proj, xn, n, g, s);
-        matmul(L.shared_up, xn, n, u, s);
-        swiglu(g, u, n * S, s);
-        matmul(L.shared_down, g, n, y, s);
-        matmul(L.shared_gate, xn, n, sg, s);
+        // The routed experts' batch kernels over one job that serves every token (gate and up share
+        // their activations, SiLU in the epilogue), weights 1.
+        const ExpertJob* table = d_shared_table_.as<ExpertJob>() + layer;
+        grow_shared_batch(n);
+        auto* job = d_shared_batch_.as<ExpertJob>();
+        auto* slot_list = reinterpret_cast<int32_t*>(job + 1);
+        const int32_t* zeros = slot_list + shared_batch_tokens_;
+        const float* ones = reinterpret_cast<const float*>(zeros + shared_batch_tokens_);
+        group_by_expert(table, zeros, n, 1, job, slot_list, s);
+        const ExpertJob host_job{L.shared_gate_proj, L.shared_up, L.shared_down};
+        const MoeBatch batch{job, 1, n, slot_list, 1, H, S, n, !tensor_cores_take(host_job)};
+        moe_gate_up(batch, xn, g, s);
+        moe_down(batch, g, ones, y, s);
     }
     prof("shared expert");
     if (n > 1) add_sigmoid_scaled(out, y, sg, n, H, s);  // n == 1: moe_finish adds it

@@ -78,6 +78,7 @@ private:
     // Buffers only grow, and only after the stream is idle (work in flight may use the old one).
     float* scratch(size_t index, size_t floats);
     void grow(DeviceBuffer& b, size_t bytes);
+    void grow_shared_batch(int64_t n);
     void grow(PinnedBuffer& b, size_t bytes);
 
     const ModelConfig& config_;
@@ -95,6 +96,8 @@ private:
     std::vector<bool> resident_tensor_cores_;  // [layers] every expert runs on the tensor cores (several tokens)
     DeviceBuffer d_shared_table_;  // [layers] ExpertJob of the shared experts
     DeviceBuffer d_shared_misc_;   // int32 0, float 1
+    DeviceBuffer d_shared_batch_;  // several tokens: the shared expert as a one-job batch (grow_shared_batch)
+    int64_t shared_batch_tokens_ = 0;
     const float* finish_shared_y_ = nullptr;  // the shared expert's output row of this layer (one token)
     bool profile_ = false;
     std::vector<cudaEvent_t> prof_events_;
