@@ -17,6 +17,7 @@
 // Exponents are differences of the running sums (never e^{-c}), so nothing overflows; rows past the
 // last token of a chunk are zero (beta = g = 0, k = q = v = 0) and drop out of every product.
 #include "kernels/cuda/cuda_util.h"
+#include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/ops.h"
 
 #include <algorithm>
@@ -38,17 +39,6 @@ constexpr int64_t kSegmentTokens = 1024;
 constexpr size_t kPrepareSmemBytes =
     size_t(2 * kChunk * kRowStride + 2 * kChunk * kTriStride + 5 * kChunk) * 4;
 
-__device__ __forceinline__ float sigmoid_(float x) {
-    return 1.0f / (1.0f + expf(-x));
-}
-__device__ __forceinline__ float softplus_(float x) {
-    return x > 20.0f ? x : log1pf(expf(x));
-}
-__device__ __forceinline__ float warp_sum_(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 // Sizes shared by both kernels. Scratch rows are padded to multiples of 4 floats (16-byte copies),
 // the padding written as zeros.
@@ -100,8 +90,8 @@ __global__ void __launch_bounds__(kThreads)
         float g = 0, b = 0;
         if (tid < Lc) {
             const int64_t idx = (tok0 + tid) * a.value_heads + h;
-            b = sigmoid_(a.b[idx]);
-            g = -expf(a.A_log[h]) * softplus_(a.a[idx] + a.dt_bias[h]);
+            b = sigmoid(a.b[idx]);
+            g = -expf(a.A_log[h]) * softplus(a.a[idx] + a.dt_bias[h]);
         }
         beta[tid] = b;
 #pragma unroll
@@ -136,8 +126,8 @@ __global__ void __launch_bounds__(kThreads)
             sq += qv[m] * qv[m];
             sk += kv[m] * kv[m];
         }
-        sq = warp_sum_(sq);
-        sk = warp_sum_(sk);
+        sq = warp_sum(sq);
+        sk = warp_sum(sk);
         const float qi = 1.0f / sqrtf(sq + 1e-6f), ki = 1.0f / sqrtf(sk + 1e-6f);
         const float to_end = expf(clast - cum[t]);
 #pragma unroll

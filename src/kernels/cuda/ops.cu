@@ -13,19 +13,6 @@ namespace flashmoe::cuda {
 
 namespace {
 
-__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
-__device__ __forceinline__ float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
 __device__ float block_sum(float v) {
@@ -98,7 +85,7 @@ __global__ void moe_finish_kernel(const float* routed, int64_t k, const float* s
                                   float* x, const float* w, int64_t dim, float eps, float* out) {
     pdl_wait();
     pdl_trigger();
-    const float sig = shared_y ? sigmoidf_(shared_g[0]) : 0.0f;
+    const float sig = shared_y ? sigmoid(shared_g[0]) : 0.0f;
     float ss = 0;
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
         float m = 0;
@@ -219,7 +206,7 @@ __global__ void attention_kernel(AttentionShape s, const float* q, const float* 
 #pragma unroll
     for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
         const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
-        if (d < hd) o[d] = (acc[u] / l) * sigmoidf_(gate[d]);
+        if (d < hd) o[d] = (acc[u] / l) * sigmoid(gate[d]);
     }
 }
 
@@ -316,7 +303,7 @@ __global__ void __launch_bounds__(kTiledThreads) attention_tiled_kernel(Attentio
         float* o = out + (t * s.heads + h) * hd;
 #pragma unroll
         for (int u = 0; u < kTiledMaxDim / 32; ++u)
-            if (u < dims) o[lane + u * 32] = (acc[j][u] / l[j]) * sigmoidf_(gate[lane + u * 32]);
+            if (u < dims) o[lane + u * 32] = (acc[j][u] / l[j]) * sigmoid(gate[lane + u * 32]);
     }
 }
 
@@ -403,7 +390,7 @@ __global__ void attention_merge_kernel(AttentionShape s, const float* q, const f
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
         float a = 0;
         for (int64_t i = 0; i < splits; ++i) a += ph[i * (hd + 2) + d] * expf(ph[i * (hd + 2) + hd] - M);
-        o[h * hd + d] = (a / L) * sigmoidf_(gate[d]);
+        o[h * hd + d] = (a / L) * sigmoid(gate[d]);
     }
 }
 
@@ -540,8 +527,8 @@ __global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs
             ks[e] = nk;
         }
         const float v = nv;
-        const float beta = sigmoidf_(nb);
-        const float decay = expf(-A * softplusf_(na + dt_bias));
+        const float beta = sigmoid(nb);
+        const float decay = expf(-A * softplus(na + dt_bias));
         if (t + 1 < a.n) fetch(t + 1);
         __syncthreads();
         // l2 norms (every warp computes them: no extra barrier)
@@ -678,10 +665,9 @@ __global__ void router_kernel(const float* logits, int64_t E, int64_t k, int32_t
     }
 }
 
-// The same for up to kTopKPerLane * 32 experts with the probabilities in registers: one warp per
-// token, no shared memory and no barriers (same sums in the same order as router_kernel).
-constexpr int kTopKPerLane = 16;
-
+// The same for up to kTopKPerLane * 32 experts and k <= 32 with the probabilities in registers
+// (warp_top_k): one warp per token, no shared memory and no barriers (same sums in the same order
+// as router_kernel).
 __global__ void router_warp_kernel(const float* logits, int64_t E, int64_t k, int32_t* ids, float* weights,
                                    int32_t extra_id) {
     pdl_wait();
@@ -691,67 +677,12 @@ __global__ void router_warp_kernel(const float* logits, int64_t E, int64_t k, in
         weights[int64_t(gridDim.x) * k] = 1.0f;
     }
     const int64_t t = blockIdx.x;
-    const int lane = threadIdx.x;
-    const float* row = logits + t * E;
-    float p[kTopKPerLane];
-    float mx = -FLT_MAX;
-#pragma unroll
-    for (int i = 0; i < kTopKPerLane; ++i) {
-        const int64_t e = lane + int64_t(i) * 32;
-        p[i] = e < E ? row[e] : -FLT_MAX;
-        mx = fmaxf(mx, p[i]);
-    }
-    mx = warp_max(mx);
-    float sum = 0;
-#pragma unroll
-    for (int i = 0; i < kTopKPerLane; ++i) {
-        const int64_t e = lane + int64_t(i) * 32;
-        if (e < E) {
-            p[i] = expf(p[i] - mx);
-            sum += p[i];
-        } else {
-            p[i] = -1.0f;  // never chosen
-        }
-    }
-    sum = warp_sum(sum);
-    const float inv = 1.0f / sum;
-#pragma unroll
-    for (int i = 0; i < kTopKPerLane; ++i)
-        if (lane + int64_t(i) * 32 < E) p[i] *= inv;
-    float chosen_sum = 0;
-    for (int64_t j = 0; j < k; ++j) {
-        float bv = -1.0f;
-        int32_t bi = INT32_MAX;
-#pragma unroll
-        for (int i = 0; i < kTopKPerLane; ++i) {
-            if (p[i] > bv) {  // ascending index within a lane: ties keep the lower index
-                bv = p[i];
-                bi = lane + i * 32;
-            }
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) {
-                bv = ov;
-                bi = oi;
-            }
-        }
-        if (lane == 0) {
-            ids[t * k + j] = bi;
-            weights[t * k + j] = bv;
-        }
-        chosen_sum += bv;
-        if ((bi & 31) == lane) {
-#pragma unroll
-            for (int i = 0; i < kTopKPerLane; ++i)
-                if (i == (bi >> 5)) p[i] = -2.0f;
-        }
-    }
-    __syncwarp();
-    if (lane == 0) {
-        for (int64_t j = 0; j < k; ++j) weights[t * k + j] = weights[t * k + j] / chosen_sum;
+    int32_t id = 0;
+    float weight = 0;
+    warp_top_k(logits + t * E, E, k, id, weight);
+    if (threadIdx.x < k) {
+        ids[t * k + threadIdx.x] = id;
+        weights[t * k + threadIdx.x] = weight;
     }
 }
 
@@ -817,7 +748,7 @@ __global__ void add_sigmoid_scaled_kernel(float* out, const float* y, const floa
     pdl_trigger();
     const int64_t total = n * hidden;
     for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
-        out[i] += sigmoidf_(g[i / hidden]) * y[i];
+        out[i] += sigmoid(g[i / hidden]) * y[i];
 }
 
 unsigned grid_for(int64_t count, int threads) {
@@ -922,7 +853,7 @@ void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, in
                   cudaStream_t stream, int32_t extra_id) {
     if (n <= 0) return;
     // One warp per token: the k rounds of arg-max need no block-wide barriers then.
-    if (experts <= kTopKPerLane * 32) {
+    if (experts <= kTopKPerLane * 32 && k <= 32) {
         launch("router_warp_kernel", router_warp_kernel, unsigned(n), 32, 0, stream, logits, experts, k, ids, weights, extra_id);
         return;
     }
