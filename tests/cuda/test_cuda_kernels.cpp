@@ -620,56 +620,6 @@ TEST(CudaKernels, MoeBatchMatchesReference) {
     set_matmul_activations(MatmulActivations::F32);
 }
 
-// The gate/up launch that runs the router's top k itself equals router_top_k followed by the
-// device-routed gate/up launch, bit for bit (ids, weights, activations), with and without the
-// extra (shared expert) slot, in both activation semantics.
-TEST(CudaKernels, GateUpWithTopKEqualsTopKThenGateUp) {
-    SKIP_WITHOUT_CUDA();
-    std::mt19937_64 rng(test_seed());
-    const int64_t H = 2048, I = 512;
-    for (auto act : {MatmulActivations::F32, MatmulActivations::Int8})
-    for (auto [E, k, extra] : {std::tuple<int64_t, int64_t, bool>{12, 4, true}, {40, 8, false}, {300, 10, true}}) {
-        SCOPED_TRACE("experts " + std::to_string(E) + " k " + std::to_string(k) + " " +
-                     std::string(matmul_activations_name(act)));
-        set_matmul_activations(act);
-        DeviceData d;
-        // every table entry shares a few matrices: the routing, not the weights, is under test
-        std::vector<std::unique_ptr<RandomMatrix>> ms;
-        std::vector<cuda::DMat> dm;
-        for (int i = 0; i < 6; ++i) {
-            ms.push_back(std::make_unique<RandomMatrix>(MatrixSpec{WeightFormat::Affine, I, H, 4, 64, DType::BF16, 0}, rng));
-            dm.push_back(d.put(ms.back()->view));
-        }
-        std::vector<cuda::ExpertJob> table(static_cast<size_t>(E + 1));
-        for (size_t e = 0; e < table.size(); ++e) {
-            table[e].gate = dm[e % 6];
-            table[e].up = dm[(e + 1) % 6];
-        }
-        auto* dtable = static_cast<cuda::ExpertJob*>(d.put_bytes(table.data(), table.size() * sizeof(cuda::ExpertJob)));
-        float* logits = d.put(random_floats(size_t(E), rng, 2.0f));
-        float* x = d.put(random_floats(size_t(H), rng));
-        const int32_t extra_id = extra ? int32_t(E) : -1;
-        const int64_t slots = k + (extra ? 1 : 0);
-        int32_t* ids_a = static_cast<int32_t*>(d.put_bytes(std::vector<int32_t>(size_t(slots), -1).data(), size_t(slots) * 4));
-        int32_t* ids_b = static_cast<int32_t*>(d.put_bytes(std::vector<int32_t>(size_t(slots), -1).data(), size_t(slots) * 4));
-        float *w_a = d.floats(size_t(slots)), *w_b = d.floats(size_t(slots));
-        float *act_a = d.floats(size_t(slots * I)), *act_b = d.floats(size_t(slots * I));
-        cuda::router_top_k(logits, 1, E, k, ids_a, w_a, nullptr, extra_id);
-        cuda::moe_gate_up_routed(dtable, ids_a, slots, slots, H, I, x, act_a, nullptr);
-        ASSERT_TRUE(cuda::gate_up_takes_top_k(E, k));
-        cuda::moe_gate_up_top_k(dtable, logits, E, k, extra_id, ids_b, w_b, H, I, x, act_b, nullptr);
-        EXPECT_EQ(to_host(ids_a, size_t(slots)), to_host(ids_b, size_t(slots)));
-        auto wa = to_host(w_a, size_t(slots)), wb = to_host(w_b, size_t(slots));
-        auto aa = to_host(act_a, size_t(slots * I)), ab = to_host(act_b, size_t(slots * I));
-        for (size_t i = 0; i < wa.size(); ++i) ASSERT_EQ(wa[i], wb[i]) << "weight " << i;
-        for (size_t i = 0; i < aa.size(); ++i) {
-            ASSERT_TRUE(std::isfinite(ab[i])) << "act " << i;
-            ASSERT_EQ(aa[i], ab[i]) << "act " << i;
-        }
-    }
-    set_matmul_activations(MatmulActivations::F32);
-}
-
 // The device grouping of a resident prompt's slots equals the host's: experts ascending, slots
 // ascending within an expert, each job's matrices taken from the table.
 TEST(CudaKernels, GroupByExpertMatchesHostGrouping) {

@@ -540,45 +540,14 @@ __device__ __forceinline__ const ExpertJob* expert_job(const ExpertJob* jobs, co
 }
 
 // Q8: int8 activations where the matrices take them (q8_ok), the fp32 path otherwise.
-// A device-routed launch that runs the router's top k itself: every block computes it (one warp),
-// block (0, 0) publishes ids and weights for the down launch.
-struct FusedTopK {
-    const float* logits = nullptr;  // null: the ids are given
-    int32_t experts = 0, k = 0, extra_id = -1;
-    int32_t* ids = nullptr;
-    float* weights = nullptr;
-};
-
 template <bool Q8>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, Q8 ? 3 : 2)
     moe_gate_up_one_kernel(const ExpertJob* jobs, const int32_t* ids, const int32_t* slots, int64_t k,
-                           const float* x, int64_t hidden, float* act, int64_t inter, FusedTopK top) {
+                           const float* x, int64_t hidden, float* act, int64_t inter) {
     __shared__ __align__(16) std::conditional_t<Q8, Q8Input, char> q8_smem;
-    __shared__ int32_t chosen[33];
     Q8Input* q8_in = Q8 ? reinterpret_cast<Q8Input*>(&q8_smem) : nullptr;
     pdl_wait();
     pdl_trigger();
-    if (top.logits) {
-        if (threadIdx.x < 32) {
-            int32_t id = 0;
-            float weight = 0;
-            warp_top_k(top.logits, top.experts, top.k, id, weight);
-            if (threadIdx.x < top.k) chosen[threadIdx.x] = id;
-            if (threadIdx.x == 0) chosen[top.k] = top.extra_id;
-            if (blockIdx.x == 0 && blockIdx.y == 0) {
-                if (threadIdx.x < top.k) {
-                    top.ids[threadIdx.x] = id;
-                    top.weights[threadIdx.x] = weight;
-                }
-                if (threadIdx.x == 0 && top.extra_id >= 0) {
-                    top.ids[top.k] = top.extra_id;
-                    top.weights[top.k] = 1.0f;
-                }
-            }
-        }
-        __syncthreads();
-        ids = chosen;
-    }
     int64_t slot;
     const ExpertJob* job = expert_job(jobs, ids, slots, slot);
     const float* xr = x + (slot / k) * hidden;
@@ -753,8 +722,7 @@ void gemv_multi(const DMat* const* w, float* const* y, int count, const float* x
 
 void moe_gate_up_one(const MoeBatch& b, const float* x, float* act, cudaStream_t stream) {
     launch("moe_gate_up_one_kernel", gate_up_one_kernel(), gate_up_one_grid(b.intermediate, b.njobs),
-           kWarpsPerBlock * 32, 0, stream, b.jobs, nullptr, b.slots, b.k, x, b.hidden, act, b.intermediate,
-           FusedTopK{});
+           kWarpsPerBlock * 32, 0, stream, b.jobs, nullptr, b.slots, b.k, x, b.hidden, act, b.intermediate);
 }
 
 void moe_down_one(const MoeBatch& b, const float* act, const float* weights, float* routed,
@@ -767,18 +735,7 @@ void moe_gate_up_routed(const ExpertJob* table, const int32_t* ids, int64_t slot
                         int64_t intermediate, const float* x, float* act, cudaStream_t stream) {
     if (slots <= 0) return;
     launch("moe_gate_up_one_kernel", gate_up_one_kernel(), gate_up_one_grid(intermediate, slots),
-           kWarpsPerBlock * 32, 0, stream, table, ids, nullptr, k, x, hidden, act, intermediate, FusedTopK{});
-}
-
-bool gate_up_takes_top_k(int64_t experts, int64_t k) { return experts <= kTopKPerLane * 32 && k <= 32; }
-
-void moe_gate_up_top_k(const ExpertJob* table, const float* logits, int64_t experts, int64_t k, int32_t extra_id,
-                       int32_t* ids, float* weights, int64_t hidden, int64_t intermediate, const float* x,
-                       float* act, cudaStream_t stream) {
-    const int64_t slots = k + (extra_id >= 0 ? 1 : 0);
-    const FusedTopK top{logits, int32_t(experts), int32_t(k), extra_id, ids, weights};
-    launch("moe_gate_up_one_kernel", gate_up_one_kernel(), gate_up_one_grid(intermediate, slots),
-           kWarpsPerBlock * 32, 0, stream, table, ids, nullptr, slots, x, hidden, act, intermediate, top);
+           kWarpsPerBlock * 32, 0, stream, table, ids, nullptr, k, x, hidden, act, intermediate);
 }
 
 void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden,

@@ -141,14 +141,6 @@ void moe_down(const MoeBatch& b, const float* act, const float* weights, float* 
 // ids[s] from `table` ([experts] of the layer, all resident), token s / k, weight weights[s].
 void moe_gate_up_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t k, int64_t hidden,
                         int64_t intermediate, const float* x, float* act, cudaStream_t stream);
-// moe_gate_up_routed for one token whose routing the launch computes itself (one launch fewer than
-// router_top_k before it): the slots are the k choices of router_top_k(logits, 1, experts, k, ids,
-// weights, stream, extra_id) and, with extra_id >= 0, one more slot for expert extra_id; ids and
-// weights are written as router_top_k writes them. Needs gate_up_takes_top_k(experts, k).
-bool gate_up_takes_top_k(int64_t experts, int64_t k);
-void moe_gate_up_top_k(const ExpertJob* table, const float* logits, int64_t experts, int64_t k, int32_t extra_id,
-                       int32_t* ids, float* weights, int64_t hidden, int64_t intermediate, const float* x,
-                       float* act, cudaStream_t stream);
 void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden, int64_t intermediate,
                      const float* act, const float* weights, float* routed, cudaStream_t stream);
 // out[t, :] = sum_j routed[t*k + j, :] in j order.

@@ -602,12 +602,8 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     const size_t id_rows = size_t(rows * k);  // with the guess: k more
     grow(d_ids_, std::max(total, id_rows) * 4);
     grow(d_weights_, std::max(total, id_rows) * 4);
-    // A resident decode step's gate/up launch runs the top k itself (one launch fewer).
-    const bool fused_top_k = device_routing && n == 1 && gate_up_takes_top_k(E, k);
-    if (!fused_top_k) {
-        router_top_k(probs, rows, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s, shared_slot ? int32_t(E) : -1);
-        prof("router top-k");
-    }
+    router_top_k(probs, rows, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s, shared_slot ? int32_t(E) : -1);
+    prof("router top-k");
     finish_shared_y_ = nullptr;
     bool shared_done = false;
     if (device_routing && n > 1) {
@@ -632,12 +628,7 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
         float* routed = scratch(kRouted, total * size_t(H));
         float* act = scratch(kAct, total * size_t(I));
         const ExpertJob* table = d_table_.as<ExpertJob>() + layer * (E + 1);
-        if (fused_top_k) {
-            moe_gate_up_top_k(table, probs, E, k, shared_slot ? int32_t(E) : -1, d_ids_.as<int32_t>(),
-                              d_weights_.as<float>(), H, I, xn, act, s);
-        } else {
-            moe_gate_up_routed(table, d_ids_.as<int32_t>(), int64_t(total), shared_slot ? k + 1 : k, H, I, xn, act, s);
-        }
+        moe_gate_up_routed(table, d_ids_.as<int32_t>(), int64_t(total), shared_slot ? k + 1 : k, H, I, xn, act, s);
         prof("experts gate_up");
         moe_down_routed(table, d_ids_.as<int32_t>(), int64_t(total), H, I, act, d_weights_.as<float>(), routed, s);
         if (shared_slot) finish_shared_y_ = routed + slots * size_t(H);
