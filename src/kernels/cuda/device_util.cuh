@@ -37,6 +37,19 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// The largest (v, i) over the warp, ties to the lower index; every lane gets it.
+__device__ __forceinline__ void warp_arg_max(float& v, int32_t& i) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int32_t oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (ov > v || (ov == v && oi < i)) {
+            v = ov;
+            i = oi;
+        }
+    }
+}
+
 // The router of one token: softmax over `experts` logits (at most kTopKPerLane * 32), the k largest
 // (at most 32; ties: the lower index), their weights renormalised to sum 1. Every lane of a warp
 // calls it; lane j < k gets choice j.
@@ -80,15 +93,7 @@ __device__ __forceinline__ void warp_top_k(const float* logits, int64_t experts,
                 bi = lane + i * 32;
             }
         }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) {
-                bv = ov;
-                bi = oi;
-            }
-        }
+        warp_arg_max(bv, bi);
         if (lane == j) {
             id = bi;
             weight = bv;

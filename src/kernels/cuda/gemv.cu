@@ -325,16 +325,23 @@ __device__ __forceinline__ void gemv_prefetch(const DMat& w, int64_t warp, int r
     }
 }
 
-template <int BITS, int L, int CH>
-__device__ __forceinline__ void gemv_warp(const DMat& w, const float* x, float* y, int64_t warp,
-                                          int rpw_iters) {
-    using G = Gemv<BITS, L, CH>;
-    constexpr int NB = CH >= 2 ? 2 : 4;
+// One warp's row-sets of w, NB at a time, with the activations G takes: fp32 x (Gemv) or the block's
+// int8 quantisation of it (GemvQ8).
+template <class G, int NB, class X>
+__device__ __forceinline__ void gemv_warp(const DMat& w, const X& x, float* y, int64_t warp, int rpw_iters) {
     const int64_t rs0 = warp * G::kRpw * rpw_iters;
     if (rs0 >= w.rows) return;
     G g;
-    g.load_x(x, (threadIdx.x & 31) % L);
+    g.load_x(x, (threadIdx.x & 31) % (32 / G::kRpw));
     store_rows<G, NB>(w, g, rs0, rpw_iters, y, 1.0f);
+}
+
+// A batch launch's block: its matrix m and this warp's index within the matrix's warps.
+__device__ __forceinline__ int batch_matrix(const GemvBatch& b, int64_t& warp) {
+    int m = 0;
+    while (m + 1 < b.count && int(blockIdx.x) >= b.first_block[m + 1]) ++m;
+    warp = int64_t(blockIdx.x - b.first_block[m]) * kWarpsPerBlock + threadIdx.x / 32;
+    return m;
 }
 
 // Rows of twice CH chunks a lane: the two warps of a pair split the columns in halves (even warp:
@@ -382,43 +389,29 @@ __device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, 
 
 template <int BITS, int L, int CH, bool HALVES>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) gemv_batch_kernel(GemvBatch b, const float* x) {
-    int m = 0;
-    while (m + 1 < b.count && int(blockIdx.x) >= b.first_block[m + 1]) ++m;
-    const int64_t warp = int64_t(blockIdx.x - b.first_block[m]) * kWarpsPerBlock + threadIdx.x / 32;
+    int64_t warp;
+    const int m = batch_matrix(b, warp);
     gemv_prefetch<BITS, L, CH>(b.w[m], warp, b.rows_per_warp, HALVES);
     pdl_wait();
     pdl_trigger();
     if (HALVES)
         gemv_warp_halves<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
     else
-        gemv_warp<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
+        gemv_warp<Gemv<BITS, L, CH>, CH >= 2 ? 2 : 4>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
 }
 
-// One warp's row-sets of w with int8 activations (`in`: x quantised by the whole block).
-template <int BITS, int L, int CH>
-__device__ __forceinline__ void gemv_q8_warp(const DMat& w, const Q8Input& in, float* y, int64_t warp,
-                                             int rpw_iters) {
-    using G = GemvQ8<BITS, L, CH>;
-    constexpr int NB = CH >= 4 ? 1 : CH >= 2 ? 2 : 4;
-    const int64_t rs0 = warp * G::kRpw * rpw_iters;
-    if (rs0 >= w.rows) return;
-    G g;
-    g.load_x(in, (threadIdx.x & 31) % L);
-    store_rows<G, NB>(w, g, rs0, rpw_iters, y, 1.0f);
-}
-
-// Matrices of one shape and group size, q8_ok, one launch (as gemv_batch_kernel; whole rows).
+// Matrices of one shape and group size, q8_ok, one launch (as gemv_batch_kernel; whole rows), x
+// quantised by the whole block.
 template <int BITS, int L, int CH>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, 3) gemv_q8_kernel(GemvBatch b, const float* x) {
     __shared__ __align__(16) Q8Input in;
-    int m = 0;
-    while (m + 1 < b.count && int(blockIdx.x) >= b.first_block[m + 1]) ++m;
-    const int64_t warp = int64_t(blockIdx.x - b.first_block[m]) * kWarpsPerBlock + threadIdx.x / 32;
+    int64_t warp;
+    const int m = batch_matrix(b, warp);
     gemv_prefetch<BITS, L, CH>(b.w[m], warp, b.rows_per_warp, false);
     pdl_wait();
     pdl_trigger();
     quantize_q8<BITS>(x, b.w[m].cols, b.w[m].group, in);
-    gemv_q8_warp<BITS, L, CH>(b.w[m], in, b.y[m], warp, b.rows_per_warp);
+    gemv_warp<GemvQ8<BITS, L, CH>, CH >= 4 ? 1 : CH >= 2 ? 2 : 4>(b.w[m], in, b.y[m], warp, b.rows_per_warp);
 }
 
 // Row-sets per warp: about one wave of warps on the chip (132 SMs x 16 or 24 warps), at most 16 each, a

@@ -145,68 +145,79 @@ __global__ void attention_prepare_kernel(AttentionShape s, float* q, float* k, c
 constexpr int kAttnThreads = 128;
 constexpr int kAttnMaxDimPerThread = 4;  // head_dim <= 512
 
-// One block per (token, query head): online softmax over the cached positions, chunk by chunk.
-__global__ void attention_kernel(AttentionShape s, const float* q, const float* keys, const float* values, float* out) {
-    pdl_wait();
-    pdl_trigger();
-    extern __shared__ float smem[];
-    float* qs = smem;                   // [head_dim]
-    float* prob = smem + s.head_dim;    // [kAttnThreads]
-    const int64_t t = blockIdx.x, h = blockIdx.y, hd = s.head_dim;
-    const int64_t kvh = h / (s.heads / s.kv_heads);
-    const int64_t len = (s.d_position ? *s.d_position : s.position) + t + 1;
-    const float* qh = q + t * s.heads * 2 * hd + h * 2 * hd;
+// One block's online softmax of query qh over cache rows [pb, pe) of KV head kvh, chunk by chunk:
+// acc (this thread's dims d = threadIdx.x + u * kAttnThreads) = the unnormalised output, m its running
+// max, l its running sum. qs [head_dim] and prob [kAttnThreads] are shared memory.
+struct AttendRange {
+    float acc[kAttnMaxDimPerThread] = {0, 0, 0, 0};
+    float m = -FLT_MAX, l = 0;
+};
+__device__ __forceinline__ AttendRange attend_range(const AttentionShape& s, const float* qh, const float* keys,
+                                                    const float* values, int64_t kvh, int64_t pb, int64_t pe,
+                                                    float* qs, float* prob) {
+    const int64_t hd = s.head_dim;
     const float scale = 1.0f / sqrtf(float(hd));
     for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
     __syncthreads();
-
-    float acc[kAttnMaxDimPerThread] = {0, 0, 0, 0};
-    float m = -FLT_MAX, l = 0;
+    AttendRange r;
     const int64_t row = s.kv_heads * hd;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     constexpr int kWarps = kAttnThreads / 32;
-    for (int64_t p0 = 0; p0 < len; p0 += kAttnThreads) {
+    for (int64_t p0 = pb; p0 < pe; p0 += kAttnThreads) {
         // Scores of this chunk: each warp takes every kWarps-th position, lanes split head_dim.
         for (int j = warp; j < kAttnThreads; j += kWarps) {
             const int64_t p = p0 + j;
             float d = 0;
-            if (p < len) {
+            if (p < pe) {
                 const float* kp = keys + p * row + kvh * hd;
                 for (int64_t i = lane; i < hd; i += 32) d = fmaf(qs[i], kp[i], d);
             }
             d = warp_sum(d);
-            if (lane == 0) prob[j] = p < len ? d * scale : -FLT_MAX;
+            if (lane == 0) prob[j] = p < pe ? d * scale : -FLT_MAX;
         }
         __syncthreads();
         const int64_t p = p0 + threadIdx.x;
         const float score = prob[threadIdx.x];
         const float cm = block_max(score);
-        const float nm = fmaxf(m, cm);
-        const float corr = expf(m - nm);
-        const float e = p < len ? expf(score - nm) : 0.0f;
+        const float nm = fmaxf(r.m, cm);
+        const float corr = expf(r.m - nm);
+        const float e = p < pe ? expf(score - nm) : 0.0f;
         prob[threadIdx.x] = e;
         const float cs = block_sum(e);  // (its barriers also publish prob[])
-        l = l * corr + cs;
-        const int64_t chunk = len - p0 < kAttnThreads ? len - p0 : kAttnThreads;
+        r.l = r.l * corr + cs;
+        const int64_t chunk = pe - p0 < kAttnThreads ? pe - p0 : kAttnThreads;
 #pragma unroll
         for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
             const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
             if (d < hd) {
-                float a = acc[u] * corr;
+                float a = r.acc[u] * corr;
                 const float* vp = values + p0 * row + kvh * hd + d;
                 for (int64_t j = 0; j < chunk; ++j) a = fmaf(prob[j], vp[j * row], a);
-                acc[u] = a;
+                r.acc[u] = a;
             }
         }
-        m = nm;
+        r.m = nm;
         __syncthreads();  // prob[] is rewritten by the next chunk
     }
+    return r;
+}
+
+// One block per (token, query head): every cached position up to the token's.
+__global__ void attention_kernel(AttentionShape s, const float* q, const float* keys, const float* values, float* out) {
+    pdl_wait();
+    pdl_trigger();
+    extern __shared__ float smem[];
+    const int64_t t = blockIdx.x, h = blockIdx.y, hd = s.head_dim;
+    const int64_t kvh = h / (s.heads / s.kv_heads);
+    const int64_t len = (s.d_position ? *s.d_position : s.position) + t + 1;
+    const float* qh = q + t * s.heads * 2 * hd + h * 2 * hd;
+    const AttendRange r = attend_range(s, qh, keys, values, kvh, 0, len, smem, smem + hd);
     const float* gate = qh + hd;
     float* o = out + (t * s.heads + h) * hd;
 #pragma unroll
     for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
         const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
-        if (d < hd) o[d] = (acc[u] / l) * sigmoid(gate[d]);
+        if (d < hd) o[d] = (r.acc[u] / r.l) * sigmoid(gate[d]);
     }
 }
 
@@ -315,65 +326,20 @@ __global__ void attention_split_kernel(AttentionShape s, const float* q, const f
     pdl_wait();
     pdl_trigger();
     extern __shared__ float smem[];
-    float* qs = smem;                 // [head_dim]
-    float* prob = smem + s.head_dim;  // [kAttnThreads]
     const int64_t h = blockIdx.x, split = blockIdx.y, hd = s.head_dim;
     const int64_t kvh = h / (s.heads / s.kv_heads);
     const int64_t len = (s.d_position ? *s.d_position : s.position) + 1;
     const int64_t pb = split * chunk, pe = min(len, pb + chunk);
-    const float* qh = q + h * 2 * hd;
-    const float scale = 1.0f / sqrtf(float(hd));
-    for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qh[i];
-    __syncthreads();
-    float acc[kAttnMaxDimPerThread] = {0, 0, 0, 0};
-    float m = -FLT_MAX, l = 0;
-    const int64_t row = s.kv_heads * hd;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    constexpr int kWarps = kAttnThreads / 32;
-    for (int64_t p0 = pb; p0 < pe; p0 += kAttnThreads) {
-        for (int j = warp; j < kAttnThreads; j += kWarps) {
-            const int64_t p = p0 + j;
-            float d = 0;
-            if (p < pe) {
-                const float* kp = keys + p * row + kvh * hd;
-                for (int64_t i = lane; i < hd; i += 32) d = fmaf(qs[i], kp[i], d);
-            }
-            d = warp_sum(d);
-            if (lane == 0) prob[j] = p < pe ? d * scale : -FLT_MAX;
-        }
-        __syncthreads();
-        const int64_t p = p0 + threadIdx.x;
-        const float score = prob[threadIdx.x];
-        const float cm = block_max(score);
-        const float nm = fmaxf(m, cm);
-        const float corr = expf(m - nm);
-        const float e = p < pe ? expf(score - nm) : 0.0f;
-        prob[threadIdx.x] = e;
-        const float cs = block_sum(e);
-        l = l * corr + cs;
-        const int64_t cnt = pe - p0 < kAttnThreads ? pe - p0 : kAttnThreads;
-#pragma unroll
-        for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
-            const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
-            if (d < hd) {
-                float a = acc[u] * corr;
-                const float* vp = values + p0 * row + kvh * hd + d;
-                for (int64_t j = 0; j < cnt; ++j) a = fmaf(prob[j], vp[j * row], a);
-                acc[u] = a;
-            }
-        }
-        m = nm;
-        __syncthreads();
-    }
+    const AttendRange r = attend_range(s, q + h * 2 * hd, keys, values, kvh, pb, pe, smem, smem + hd);
     float* out = part + (h * gridDim.y + split) * (hd + 2);
 #pragma unroll
     for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
         const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
-        if (d < hd) out[d] = acc[u];
+        if (d < hd) out[d] = r.acc[u];
     }
     if (threadIdx.x == 0) {
-        out[hd] = m;  // -FLT_MAX with l = 0 for a split past the end
-        out[hd + 1] = l;
+        out[hd] = r.m;  // -FLT_MAX with l = 0 for a split past the end
+        out[hd + 1] = r.l;
     }
 }
 
@@ -629,15 +595,7 @@ __global__ void router_kernel(const float* logits, int64_t E, int64_t k, int32_t
                 bi = int32_t(e);
             }
         }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) {
-                bv = ov;
-                bi = oi;
-            }
-        }
+        warp_arg_max(bv, bi);
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
         if (lane == 0) {
             best_v[warp] = bv;
