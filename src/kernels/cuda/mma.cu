@@ -1,5 +1,6 @@
-// Multi-token products on the tensor cores (prefill): affine 4-bit weights times activations, for
-// dense matrices and routed experts, in the process's activation semantics (kernels/cpu/matmul.h):
+// Multi-token products on the tensor cores (prefill): affine 4-bit weights (dense matrices and routed
+// experts) and, with int8 activations, 8-bit ones (dense) times activations, in the process's
+// activation semantics (kernels/cpu/matmul.h):
 //
 // F32 (bf16 split). mma.sync m16n8k16, bf16 in, fp32 accumulate. The codes (0..15) are exact in
 // bf16, and each activation is split as hi + lo (two bf16, about 16 significant bits together), so
@@ -13,8 +14,8 @@
 // four, a quarter of the activation bytes. prep_q8_kernel quantises for every group size of 32, 64
 // and 128 that divides K (a routed batch's experts are not known to the host).
 //
-// k order. The order of k inside an MMA is free as long as A and B agree: 32 columns are two k16
-// steps; lane (g, t4) holds the 32-bit word t4 (columns 8 t4 .. 8 t4 + 7) of rows g and g + 8, the
+// k order. The order of k inside an MMA is free as long as A and B agree. 4-bit: 32 columns are two
+// k16 steps; lane (g, t4) holds the 32-bit word t4 (columns 8 t4 .. 8 t4 + 7) of rows g and g + 8, the
 // code pairs (e, e + 4) of a word become one bf16x2 by a mask, and step s uses pairs 2s and 2s + 1.
 // prep_kernel writes the activations once per product in that order: per 8 columns, 16 bytes per
 // step {hi pair 2s, hi pair 2s + 1, lo pair 2s, lo pair 2s + 1} (one lane's B fragments of a step,
@@ -27,7 +28,8 @@
 // of up) for 32 tokens: each warp two m16 tiles times four n8 tiles (only the n8 tiles holding
 // tokens are computed). The weight codes and the activations of 64 columns are staged in shared
 // memory by cp.async, kStages tiles in flight; every warp reads the whole activation tile, so each
-// B fragment feeds two MMAs and each A fragment (one ldmatrix.x4 per m16 tile and 64 columns) eight.
+// B fragment feeds two MMAs (one per m16 tile) and each A fragment (per m16 tile and 32 columns one
+// ldmatrix: .x2 for 4-bit codes, .x4 for 8-bit) one MMA per n8 tile.
 // A token's result depends only on its rows and its activations, never on which block, pass or
 // launch computed it (routed experts give the same bits whichever wave they came in).
 #include "kernels/cuda/cuda_util.h"
@@ -101,10 +103,9 @@ constexpr int kQ8Variants = 3;
 
 // x [n, K] fp32 -> for each variant v in `variants` (a bit mask) codes xq[v] [n, K] in the B
 // fragments' order (4-bit weights: 8 columns as {0, 2, 4, 6, 1, 3, 5, 7}; 8-bit: per 32 columns,
-// lane t4's {4 t4 .. 4 t4 + 3, 16 + 4 t4 .. 16 + 4 t4 + 3}) and dq[v] [n, K / group]
-// {d, d * sum(xq)}: the CPU's quantisation
-// (kernels/cpu/matmul.h), bit for bit. One thread per 8 columns; a group's threads are adjacent
-// lanes (K is a multiple of the group, the group of 32 to 128 columns).
+// lane t4's {4 t4 .. 4 t4 + 3, 16 + 4 t4 .. 16 + 4 t4 + 3}) and dq[v] [n, K / group] {d, d * sum(xq)}:
+// the CPU's quantisation (kernels/cpu/matmul.h), bit for bit. One thread per 8 columns; a group's
+// threads are adjacent lanes (K is a multiple of the group, the group of 32 to 128 columns).
 struct Q8Prep {
     uint8_t* xq[kQ8Variants];
     float2* dq[kQ8Variants];
