@@ -1,13 +1,10 @@
 // Device helpers shared by the kernel files: scale and bias reads in any of their dtypes, the
-// activation functions, warp reductions, the router's top k, and the int8 quantisation of activations.
+// activation functions, warp reductions, and the int8 quantisation of activations.
 #pragma once
 
 #include "kernels/cuda/dmat.h"
 
 #include <cuda_fp16.h>
-
-#include <cfloat>
-#include <climits>
 
 #include <cstdint>
 
@@ -35,77 +32,6 @@ __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
-}
-
-// The largest (v, i) over the warp, ties to the lower index; every lane gets it.
-__device__ __forceinline__ void warp_arg_max(float& v, int32_t& i) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        const int32_t oi = __shfl_xor_sync(0xffffffffu, i, o);
-        if (ov > v || (ov == v && oi < i)) {
-            v = ov;
-            i = oi;
-        }
-    }
-}
-
-// The router of one token: softmax over `experts` logits (at most kTopKPerLane * 32), the k largest
-// (at most 32; ties: the lower index), their weights renormalised to sum 1. Every lane of a warp
-// calls it; lane j < k gets choice j.
-constexpr int kTopKPerLane = 16;
-__device__ __forceinline__ void warp_top_k(const float* logits, int64_t experts, int64_t k, int32_t& id,
-                                           float& weight) {
-    const int lane = threadIdx.x & 31;
-    float p[kTopKPerLane];
-    float mx = -FLT_MAX;
-#pragma unroll
-    for (int i = 0; i < kTopKPerLane; ++i) {
-        const int64_t e = lane + int64_t(i) * 32;
-        p[i] = e < experts ? logits[e] : -FLT_MAX;
-        mx = fmaxf(mx, p[i]);
-    }
-    mx = warp_max(mx);
-    float sum = 0;
-#pragma unroll
-    for (int i = 0; i < kTopKPerLane; ++i) {
-        const int64_t e = lane + int64_t(i) * 32;
-        if (e < experts) {
-            p[i] = expf(p[i] - mx);
-            sum += p[i];
-        } else {
-            p[i] = -1.0f;  // never chosen
-        }
-    }
-    sum = warp_sum(sum);
-    const float inv = 1.0f / sum;
-#pragma unroll
-    for (int i = 0; i < kTopKPerLane; ++i)
-        if (lane + int64_t(i) * 32 < experts) p[i] *= inv;
-    float chosen_sum = 0;
-    for (int64_t j = 0; j < k; ++j) {
-        float bv = -1.0f;
-        int32_t bi = INT32_MAX;
-#pragma unroll
-        for (int i = 0; i < kTopKPerLane; ++i) {
-            if (p[i] > bv) {  // ascending index within a lane: ties keep the lower index
-                bv = p[i];
-                bi = lane + i * 32;
-            }
-        }
-        warp_arg_max(bv, bi);
-        if (lane == j) {
-            id = bi;
-            weight = bv;
-        }
-        chosen_sum += bv;
-        if ((bi & 31) == lane) {
-#pragma unroll
-            for (int i = 0; i < kTopKPerLane; ++i)
-                if (i == (bi >> 5)) p[i] = -2.0f;
-        }
-    }
-    if (lane < k) weight = weight / chosen_sum;
 }
 
 // Eight activations of a group whose max |x| is amax as int8 codes, the CPU's bits

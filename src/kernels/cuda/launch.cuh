@@ -36,6 +36,12 @@ __device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes, int64_
         asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
 }
 
+// Dynamic shared memory above 48 KiB must be allowed per kernel (and device) before a launch.
+template <class Kernel>
+void allow_smem(Kernel kernel, int bytes) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
 // kernel<<<grid, block, smem, stream>>>(args...), with PDL where pdl_enabled(); a launch error is an
 // Error naming `name`.
 template <class... Params, class... Args>

@@ -34,6 +34,7 @@
 // launch computed it (routed experts give the same bits whichever wave they came in).
 #include "kernels/cuda/cuda_util.h"
 #include "kernels/cuda/device_util.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/mma.cuh"
 
 #include <cuda_bf16.h>
@@ -755,12 +756,6 @@ int sm_count() {
         return v;
     }();
     return count;
-}
-
-// Dynamic shared memory above 48 KiB must be allowed per kernel (and device).
-template <class Kernel>
-void allow_smem(Kernel kernel, int bytes) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
 }
 
 // Token tiles a routed-expert block walks through: one launch covers every token of the largest

@@ -8,11 +8,83 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <climits>
 
 namespace flashmoe::cuda {
 
 namespace {
 
+
+// The largest (v, i) over the warp, ties to the lower index; every lane gets it.
+__device__ __forceinline__ void warp_arg_max(float& v, int32_t& i) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int32_t oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (ov > v || (ov == v && oi < i)) {
+            v = ov;
+            i = oi;
+        }
+    }
+}
+
+// The router of one token: softmax over `experts` logits (at most kTopKPerLane * 32), the k largest
+// (at most 32; ties: the lower index), their weights renormalised to sum 1. Every lane of a warp
+// calls it; lane j < k gets choice j.
+constexpr int kTopKPerLane = 16;
+__device__ __forceinline__ void warp_top_k(const float* logits, int64_t experts, int64_t k, int32_t& id,
+                                           float& weight) {
+    const int lane = threadIdx.x & 31;
+    float p[kTopKPerLane];
+    float mx = -FLT_MAX;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i) {
+        const int64_t e = lane + int64_t(i) * 32;
+        p[i] = e < experts ? logits[e] : -FLT_MAX;
+        mx = fmaxf(mx, p[i]);
+    }
+    mx = warp_max(mx);
+    float sum = 0;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i) {
+        const int64_t e = lane + int64_t(i) * 32;
+        if (e < experts) {
+            p[i] = expf(p[i] - mx);
+            sum += p[i];
+        } else {
+            p[i] = -1.0f;  // never chosen
+        }
+    }
+    sum = warp_sum(sum);
+    const float inv = 1.0f / sum;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i)
+        if (lane + int64_t(i) * 32 < experts) p[i] *= inv;
+    float chosen_sum = 0;
+    for (int64_t j = 0; j < k; ++j) {
+        float bv = -1.0f;
+        int32_t bi = INT32_MAX;
+#pragma unroll
+        for (int i = 0; i < kTopKPerLane; ++i) {
+            if (p[i] > bv) {  // ascending index within a lane: ties keep the lower index
+                bv = p[i];
+                bi = lane + i * 32;
+            }
+        }
+        warp_arg_max(bv, bi);
+        if (lane == j) {
+            id = bi;
+            weight = bv;
+        }
+        chosen_sum += bv;
+        if ((bi & 31) == lane) {
+#pragma unroll
+            for (int i = 0; i < kTopKPerLane; ++i)
+                if (i == (bi >> 5)) p[i] = -2.0f;
+        }
+    }
+    if (lane < k) weight = weight / chosen_sum;
+}
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
 __device__ float block_sum(float v) {
@@ -770,8 +842,7 @@ void attention(const AttentionShape& s, const float* q, const float* keys, const
     }
     if (s.n > 1 && s.head_dim >= 32 && s.head_dim <= kTiledMaxDim && (s.head_dim & (s.head_dim - 1)) == 0) {
         const size_t tiled = size_t((kTiledQueries + 2 * kTiledKeys) * s.head_dim + 4 * kTiledKeys) * sizeof(float);
-        // above 48 KiB (head_dim 256: 98.5 KiB) must be allowed (never captured: several tokens)
-        CUDA_CHECK(cudaFuncSetAttribute(attention_tiled_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(tiled)));
+        allow_smem(attention_tiled_kernel, int(tiled));  // head_dim 256: 98.5 KiB (never captured: several tokens)
         launch("attention_tiled_kernel", attention_tiled_kernel,
                dim3(unsigned((s.n + kTiledQueries - 1) / kTiledQueries), unsigned(s.heads)), kTiledThreads, tiled,
                stream, s, q, keys, values, out);

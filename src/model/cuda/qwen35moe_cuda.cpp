@@ -353,11 +353,10 @@ void Qwen35MoeCuda::grow_shared_batch(int64_t n) {
     // [job | slot list [tokens] | ids [tokens] of 0 | weights [tokens] of 1]
     grow(d_shared_batch_, sizeof(ExpertJob) + size_t(n) * 12);
     shared_batch_tokens_ = n;
-    std::vector<int32_t> tail(size_t(2 * n), 0);
-    const float one = 1.0f;
-    for (int64_t i = 0; i < n; ++i) std::memcpy(&tail[size_t(n + i)], &one, 4);
-    uint8_t* at = d_shared_batch_.as<uint8_t>() + sizeof(ExpertJob) + size_t(n) * 4;
-    CUDA_CHECK(cudaMemcpy(at, tail.data(), tail.size() * 4, cudaMemcpyHostToDevice));
+    uint8_t* ids = d_shared_batch_.as<uint8_t>() + sizeof(ExpertJob) + size_t(n) * 4;
+    const std::vector<float> ones(size_t(n), 1.0f);
+    CUDA_CHECK(cudaMemset(ids, 0, size_t(n) * 4));
+    CUDA_CHECK(cudaMemcpy(ids + size_t(n) * 4, ones.data(), size_t(n) * 4, cudaMemcpyHostToDevice));
 }
 
 float* Qwen35MoeCuda::scratch(size_t index, size_t floats) {
@@ -577,21 +576,19 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     const int64_t rows = guess ? 2 : n;
     float* probs = scratch(kProbs, size_t(rows * E));
     float* sg = scratch(kSharedG, size_t(n));
-    {
-        // matmul_multi gives each matrix the bits of its own product
-        const DMat* ws[3] = {&L.router};
-        float* ys[3] = {probs};
-        int count = 1;
-        if (guess) {
-            ws[count] = &layers_[size_t(layer + 1)].router;
-            ys[count++] = probs + E;
-        }
-        if (L.has_shared) {
-            ws[count] = &L.shared_gate;
-            ys[count++] = sg;
-        }
-        matmul_multi(ws, ys, count, xn, n, s);
+    // matmul_multi gives each matrix the bits of its own product
+    const DMat* ws[3] = {&L.router};
+    float* ys[3] = {probs};
+    int count = 1;
+    if (guess) {
+        ws[count] = &layers_[size_t(layer + 1)].router;
+        ys[count++] = probs + E;
     }
+    if (L.has_shared) {
+        ws[count] = &L.shared_gate;
+        ys[count++] = sg;
+    }
+    matmul_multi(ws, ys, count, xn, n, s);
     prof("router matmul");
     const size_t slots = size_t(n * k);
     // A resident decode step runs the shared expert as one more slot of the routed launches (id E

@@ -78,8 +78,9 @@ private:
     // Buffers only grow, and only after the stream is idle (work in flight may use the old one).
     float* scratch(size_t index, size_t floats);
     void grow(DeviceBuffer& b, size_t bytes);
-    void grow_shared_batch(int64_t n);
     void grow(PinnedBuffer& b, size_t bytes);
+    // d_shared_batch_ sized for prompts of up to n tokens.
+    void grow_shared_batch(int64_t n);
 
     const ModelConfig& config_;
     int device_ = 0;
