@@ -258,23 +258,54 @@ TEST(CudaKernels, RmsnormAndElementwiseMatchReference) {
             }
         }
     }
-    // add, add_sigmoid_scaled, moe_combine
+    // the residual adds: rmsnorm of x + add (x unchanged), and moe_finish
     const int64_t n = 3, H = 37, k = 3;
-    auto a = random_floats(size_t(n * H), rng), b = random_floats(size_t(n * H), rng), g = random_floats(size_t(n), rng);
+    auto a = random_floats(size_t(n * H), rng), mix = random_floats(size_t(n * H), rng);
+    auto b = random_floats(size_t(n * H), rng), g = random_floats(size_t(n), rng), w = random_floats(size_t(H), rng);
     auto routed = random_floats(size_t(n * k * H), rng);
-    DeviceData d;
-    float *da = d.put(a), *db = d.put(b), *dg = d.put(g), *dr = d.put(routed), *dc = d.floats(size_t(n * H));
-    cuda::moe_combine(dr, n, k, H, dc, nullptr);
-    cuda::add_sigmoid_scaled(dc, db, dg, n, H, nullptr);
-    cuda::add_inplace(da, dc, n * H, nullptr);
-    auto got = to_host(da, size_t(n * H));
-    for (int64_t t = 0; t < n; ++t) {
-        for (int64_t i = 0; i < H; ++i) {
-            float c = 0;
-            for (int64_t j = 0; j < k; ++j) c += routed[size_t((t * k + j) * H + i)];
-            c += cpu::sigmoid(g[size_t(t)]) * b[size_t(t * H + i)];
-            const float want = a[size_t(t * H + i)] + c;
-            ASSERT_NEAR(got[size_t(t * H + i)], want, 1e-5f * (1 + std::fabs(want)));
+    auto normed = [&](std::vector<float> v, int64_t t) {
+        std::vector<float> out(static_cast<size_t>(H));
+        cpu::rmsnorm(&v[size_t(t * H)], w.data(), H, 1e-6, out.data());
+        return out;
+    };
+    {
+        DeviceData d;
+        float *da = d.put(a), *out = d.floats(size_t(n * H));
+        cuda::rmsnorm(da, d.put(w), n, H, 1e-6f, out, nullptr, d.put(mix));
+        auto got = to_host(out, size_t(n * H));
+        ASSERT_EQ(to_host(da, a.size()), a);
+        std::vector<float> sum(a.size());
+        for (size_t i = 0; i < a.size(); ++i) sum[i] = a[i] + mix[i];
+        for (int64_t t = 0; t < n; ++t) {
+            auto want = normed(sum, t);
+            for (int64_t i = 0; i < H; ++i)
+                ASSERT_NEAR(got[size_t(t * H + i)], want[size_t(i)], 1e-5f * (1 + std::fabs(want[size_t(i)])));
+        }
+    }
+    for (bool shared : {false, true})
+    for (bool norm : {false, true}) {
+        SCOPED_TRACE(std::string(shared ? "shared" : "no shared") + (norm ? ", norm" : ", no norm"));
+        DeviceData d;
+        float *da = d.put(a), *out = d.floats(size_t(n * H));
+        cuda::moe_finish(d.put(routed), n, k, shared ? d.put(b) : nullptr, d.put(g), da, d.put(mix),
+                         norm ? d.put(w) : nullptr, H, 1e-6f, out, nullptr);
+        auto got = to_host(da, size_t(n * H)), got_norm = to_host(out, size_t(n * H));
+        std::vector<float> want(a.size());
+        for (int64_t t = 0; t < n; ++t) {
+            for (int64_t i = 0; i < H; ++i) {
+                float c = 0;
+                for (int64_t j = 0; j < k; ++j) c += routed[size_t((t * k + j) * H + i)];
+                if (shared) c += cpu::sigmoid(g[size_t(t)]) * b[size_t(t * H + i)];
+                const size_t at = size_t(t * H + i);
+                want[at] = (a[at] + mix[at]) + c;
+                ASSERT_NEAR(got[at], want[at], 1e-5f * (1 + std::fabs(want[at])));
+            }
+        }
+        if (!norm) continue;
+        for (int64_t t = 0; t < n; ++t) {
+            auto wn = normed(want, t);
+            for (int64_t i = 0; i < H; ++i)
+                ASSERT_NEAR(got_norm[size_t(t * H + i)], wn[size_t(i)], 1e-5f * (1 + std::fabs(wn[size_t(i)])));
         }
     }
 }
@@ -323,12 +354,13 @@ TEST(CudaKernels, AttentionMatchesReference) {
         for (auto& e : qn) e += 1;
         for (auto& e : kn) e += 1;
         auto keys = random_floats(size_t(total * kvdim), rng), values = random_floats(size_t(total * kvdim), rng);
+        auto v = random_floats(size_t(cs.n * kvdim), rng);
         cuda::AttentionShape s{cs.n, cs.position, cs.heads, cs.kv_heads, cs.head_dim, cs.rotary, 1e7f, 1e-6f};
         DeviceData d;
-        float *dq = d.put(q), *dk = d.put(k);
-        cuda::attention_prepare(s, dq, dk, d.put(qn), d.put(kn), nullptr);
+        float *dq = d.put(q), *dkeys = d.put(keys), *dvalues = d.put(values);
+        cuda::attention_prepare(s, dq, d.put(k), d.put(v), d.put(qn), d.put(kn), dkeys, dvalues, nullptr);
         auto gq = to_host(dq, q.size());
-        auto gk = to_host(dk, k.size());
+        auto gkeys = to_host(dkeys, keys.size()), gvalues = to_host(dvalues, values.size());
         // reference prepare
         for (int64_t t = 0; t < cs.n; ++t) {
             for (int64_t h = 0; h < cs.heads; ++h) {
@@ -343,9 +375,15 @@ TEST(CudaKernels, AttentionMatchesReference) {
             }
         }
         for (size_t i = 0; i < q.size(); ++i) ASSERT_NEAR(gq[i], q[i], 2e-5f * (1 + std::fabs(q[i]))) << "q " << i;
-        for (size_t i = 0; i < k.size(); ++i) ASSERT_NEAR(gk[i], k[i], 2e-5f * (1 + std::fabs(k[i]))) << "k " << i;
+        // the new keys and values appended to the cache, the rows before it untouched
+        const size_t at = size_t(cs.position * kvdim);
+        for (size_t i = 0; i < at; ++i) ASSERT_EQ(gkeys[i], keys[i]) << "cached key " << i;
+        for (size_t i = 0; i < at; ++i) ASSERT_EQ(gvalues[i], values[i]) << "cached value " << i;
+        for (size_t i = 0; i < k.size(); ++i) ASSERT_NEAR(gkeys[at + i], k[i], 2e-5f * (1 + std::fabs(k[i]))) << "k " << i;
+        for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(gvalues[at + i], v[i]) << "v " << i;
         // attention over the cache with the new keys appended (use the reference's rows for both)
         std::copy(k.begin(), k.end(), keys.begin() + cs.position * kvdim);
+        std::copy(v.begin(), v.end(), values.begin() + cs.position * kvdim);
         float* out = d.floats(size_t(cs.n * cs.heads * cs.head_dim));
         cuda::attention(s, d.put(q), d.put(keys), d.put(values), out, nullptr);
         auto got = to_host(out, size_t(cs.n * cs.heads * cs.head_dim));

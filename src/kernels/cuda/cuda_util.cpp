@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <set>
 #include <mutex>
 #include <utility>
 #include <atomic>
@@ -50,6 +51,21 @@ void* stream_scratch(cudaStream_t stream, Scratch purpose, size_t bytes) {
         b.reserve(std::max(bytes, b.bytes() * 2));
     }
     return b.get();
+}
+
+unsigned* stream_counters(cudaStream_t stream, int64_t count) {
+    // (a fixed size, so that a captured launch and the uncaptured one before it share the buffer)
+    constexpr int64_t kCounters = 4096;
+    if (count > kCounters) CUDA_CHECK(cudaErrorInvalidValue);  // more counters than anything needs
+    static std::mutex mutex;
+    static auto* zeroed = new std::set<cudaStream_t>();
+    void* p = stream_scratch(stream, Scratch::Counters, kCounters * sizeof(unsigned));
+    std::lock_guard<std::mutex> lock(mutex);
+    if (zeroed->insert(stream).second) {
+        CUDA_CHECK(cudaMemsetAsync(p, 0, kCounters * sizeof(unsigned), stream));
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+    }
+    return static_cast<unsigned*>(p);
 }
 
 int device_count() {

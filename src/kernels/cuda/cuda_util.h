@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 namespace flashmoe::cuda {
@@ -42,8 +43,11 @@ bool cuda_int8_activations();
 // stream (work in flight may still use the old buffer); never shrinks. Never freed: a static
 // destructor would run cudaFree after the CUDA runtime has begun its own teardown at exit. A captured
 // graph keeps the pointer it saw, so a user must size its scratch with an uncaptured run first.
-enum class Scratch { TensorCoreActivations, AttentionSplits, DeltaChunks };
+enum class Scratch { TensorCoreActivations, AttentionSplits, DeltaChunks, Counters };
 void* stream_scratch(cudaStream_t stream, Scratch purpose, size_t bytes);
+// At least `count` zeroed counters per stream for the last-block hand-offs of fused launches (each
+// launch leaves its counters at zero again); the same rules as stream_scratch.
+unsigned* stream_counters(cudaStream_t stream, int64_t count);
 
 // Number of usable CUDA devices; 0 when there is no driver or no device (never throws).
 int device_count();

@@ -15,95 +15,6 @@ namespace flashmoe::cuda {
 namespace {
 
 
-// The largest (v, i) over the warp, ties to the lower index; every lane gets it.
-__device__ __forceinline__ void warp_arg_max(float& v, int32_t& i) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        const int32_t oi = __shfl_xor_sync(0xffffffffu, i, o);
-        if (ov > v || (ov == v && oi < i)) {
-            v = ov;
-            i = oi;
-        }
-    }
-}
-
-// The router of one token: softmax over `experts` logits (at most kTopKPerLane * 32), the k largest
-// (at most 32; ties: the lower index), their weights renormalised to sum 1. Every lane of a warp
-// calls it; lane j < k gets choice j.
-constexpr int kTopKPerLane = 16;
-__device__ __forceinline__ void warp_top_k(const float* logits, int64_t experts, int64_t k, int32_t& id,
-                                           float& weight) {
-    const int lane = threadIdx.x & 31;
-    float p[kTopKPerLane];
-    float mx = -FLT_MAX;
-#pragma unroll
-    for (int i = 0; i < kTopKPerLane; ++i) {
-        const int64_t e = lane + int64_t(i) * 32;
-        p[i] = e < experts ? logits[e] : -FLT_MAX;
-        mx = fmaxf(mx, p[i]);
-    }
-    mx = warp_max(mx);
-    float sum = 0;
-#pragma unroll
-    for (int i = 0; i < kTopKPerLane; ++i) {
-        const int64_t e = lane + int64_t(i) * 32;
-        if (e < experts) {
-            p[i] = expf(p[i] - mx);
-            sum += p[i];
-        } else {
-            p[i] = -1.0f;  // never chosen
-        }
-    }
-    sum = warp_sum(sum);
-    const float inv = 1.0f / sum;
-#pragma unroll
-    for (int i = 0; i < kTopKPerLane; ++i)
-        if (lane + int64_t(i) * 32 < experts) p[i] *= inv;
-    float chosen_sum = 0;
-    for (int64_t j = 0; j < k; ++j) {
-        float bv = -1.0f;
-        int32_t bi = INT32_MAX;
-#pragma unroll
-        for (int i = 0; i < kTopKPerLane; ++i) {
-            if (p[i] > bv) {  // ascending index within a lane: ties keep the lower index
-                bv = p[i];
-                bi = lane + i * 32;
-            }
-        }
-        warp_arg_max(bv, bi);
-        if (lane == j) {
-            id = bi;
-            weight = bv;
-        }
-        chosen_sum += bv;
-        if ((bi & 31) == lane) {
-#pragma unroll
-            for (int i = 0; i < kTopKPerLane; ++i)
-                if (i == (bi >> 5)) p[i] = -2.0f;
-        }
-    }
-    if (lane < k) weight = weight / chosen_sum;
-}
-
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-__device__ float block_sum(float v) {
-    __shared__ float part[32];
-    __shared__ float total;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
-    __syncthreads();  // `part` may still be read by a previous call
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        float s = lane < int(blockDim.x >> 5) ? part[lane] : 0.0f;
-        s = warp_sum(s);
-        if (lane == 0) total = s;
-    }
-    __syncthreads();
-    return total;
-}
-
 __device__ float block_max(float v) {
     __shared__ float part[32];
     __shared__ float total;
@@ -121,78 +32,58 @@ __device__ float block_max(float v) {
     return total;
 }
 
-__global__ void rmsnorm_kernel(const float* x, const float* w, int64_t dim, float eps, float* out) {
+__global__ void rmsnorm_kernel(const float* x, const float* add, const float* w, int64_t dim, float eps, float* out) {
     pdl_wait();
     pdl_trigger();
-    const float* xr = x + int64_t(blockIdx.x) * dim;
-    float* orow = out + int64_t(blockIdx.x) * dim;
-    float ss = 0;
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
-    ss = block_sum(ss);
-    const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = (xr[i] * inv) * w[i];
+    const int64_t r = blockIdx.x;
+    add_rmsnorm_row(x + r * dim, add ? add + r * dim : nullptr, w, dim, eps, out + r * dim);
 }
 
-__global__ void add_rmsnorm_kernel(float* x, const float* y, const float* w, int64_t dim, float eps, float* out) {
-    pdl_wait();
-    pdl_trigger();
-    float* xr = x + int64_t(blockIdx.x) * dim;
-    const float* yr = y + int64_t(blockIdx.x) * dim;
-    float* orow = out + int64_t(blockIdx.x) * dim;
-    float ss = 0;
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
-        const float v = xr[i] + yr[i];
-        xr[i] = v;
-        ss += v * v;
-    }
-    ss = block_sum(ss);
-    const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = (xr[i] * inv) * w[i];
-}
-
-// One token's end of a MoE block: mix = sum_j routed[j] (+ sigmoid(g) * shared y), x += mix, then
-// xn = rmsnorm(x) * w (w == nullptr: no norm). The same arithmetic as moe_combine,
-// add_sigmoid_scaled and add_rmsnorm in turn.
+// The end of a MoE block, one block per token: moe = sum_j routed[j] (+ sigmoid(g) * shared y), then
+// x = (x + mix) + moe and out = rmsnorm(x) * w (w null: x only).
 __global__ void moe_finish_kernel(const float* routed, int64_t k, const float* shared_y, const float* shared_g,
-                                  float* x, const float* w, int64_t dim, float eps, float* out) {
+                                  float* x, const float* mix, const float* w, int64_t dim, float eps, float* out) {
     pdl_wait();
     pdl_trigger();
-    const float sig = shared_y ? sigmoid(shared_g[0]) : 0.0f;
+    const int64_t t = blockIdx.x;
+    routed += t * k * dim;
+    x += t * dim;
+    mix += t * dim;
+    const float sig = shared_y ? sigmoid(shared_g[t]) : 0.0f;
     float ss = 0;
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
         float m = 0;
         for (int64_t j = 0; j < k; ++j) m += routed[j * dim + i];
-        if (shared_y) m += sig * shared_y[i];
-        const float v = x[i] + m;
+        if (shared_y) m += sig * shared_y[t * dim + i];
+        const float v = (x[i] + mix[i]) + m;
         x[i] = v;
         ss += v * v;
     }
     if (!w) return;  // (uniform)
     ss = block_sum(ss);
     const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) out[i] = (x[i] * inv) * w[i];
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) out[t * dim + i] = (x[i] * inv) * w[i];
 }
 
-__global__ void add_kernel(float* x, const float* y, int64_t count) {
-    pdl_wait();
-    pdl_trigger();
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
-        x[i] += y[i];
-}
-
-// One block per (token, head): heads [0, heads) are query halves, [heads, heads + kv_heads) keys.
-__global__ void attention_prepare_kernel(AttentionShape s, float* q, float* k, const float* q_norm,
-                                         const float* k_norm) {
+// One block per (token, head): heads [0, heads) are query halves (normalised and rotated in place),
+// [heads, heads + kv_heads) keys (normalised and rotated into the cache, with the head's values).
+__global__ void attention_prepare_kernel(AttentionShape s, float* q, const float* k, const float* v,
+                                         const float* q_norm, const float* k_norm, float* keys, float* values) {
     pdl_wait();
     pdl_trigger();
     extern __shared__ float head[];
     const int64_t t = blockIdx.x, h = blockIdx.y, hd = s.head_dim;
     const bool is_q = h < s.heads;
-    float* v = is_q ? q + t * s.heads * 2 * hd + h * 2 * hd : k + t * s.kv_heads * hd + (h - s.heads) * hd;
+    const int64_t kvh = h - s.heads, row = s.kv_heads * hd;
+    const int64_t cached = ((s.d_position ? *s.d_position : s.position) + t) * row + kvh * hd;
+    const float* in = is_q ? q + t * s.heads * 2 * hd + h * 2 * hd : k + t * row + kvh * hd;
+    float* dst = is_q ? q + t * s.heads * 2 * hd + h * 2 * hd : keys + cached;
     const float* w = is_q ? q_norm : k_norm;
+    if (!is_q)
+        for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) values[cached + i] = v[t * row + kvh * hd + i];
     float ss = 0;
     for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) {
-        head[i] = v[i];
+        head[i] = in[i];
         ss += head[i] * head[i];
     }
     ss = block_sum(ss);
@@ -210,7 +101,7 @@ __global__ void attention_prepare_kernel(AttentionShape s, float* q, float* k, c
             const float c = cosf(angle), sn = sinf(angle);
             out = i < half ? head[i] * c - head[i + half] * sn : head[i] * c + head[i - half] * sn;
         }
-        v[i] = out;
+        dst[i] = out;
     }
 }
 
@@ -432,45 +323,13 @@ __global__ void attention_merge_kernel(AttentionShape s, const float* q, const f
     }
 }
 
-__global__ void kv_append_kernel(AttentionShape s, const float* k, const float* v, float* keys, float* values) {
-    pdl_wait();
-    pdl_trigger();
-    const int64_t row = s.kv_heads * s.head_dim, count = s.n * row;
-    const int64_t base = (s.d_position ? *s.d_position : s.position) * row;
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-        keys[base + i] = k[i];
-        values[base + i] = v[i];
-    }
-}
-
 constexpr int kMaxConvKernel = 8;
 
-__global__ void conv1d_silu_kernel(const float* x, float* state, const float* taps, int64_t n, int64_t C, int64_t K,
-                                   float* out) {
+__global__ void conv1d_silu_kernel(const float* x, float* state, const float* taps, int64_t C, int64_t K, float* out) {
     pdl_wait();
     pdl_trigger();
     const int64_t ch = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (ch >= C) return;
-    float old[kMaxConvKernel - 1];
-#pragma unroll
-    for (int i = 0; i < kMaxConvKernel - 1; ++i) old[i] = i < K - 1 ? state[i * C + ch] : 0.0f;
-    // window[w] = old[w] for w < K-1, else x[w - (K-1)]
-    auto window = [&](int64_t w) -> float {
-        if (w < K - 1) {
-            float v = 0;
-#pragma unroll
-            for (int i = 0; i < kMaxConvKernel - 1; ++i)
-                if (i == w) v = old[i];
-            return v;
-        }
-        return x[(w - (K - 1)) * C + ch];
-    };
-    for (int64_t t = 0; t < n; ++t) {
-        float s = 0;
-        for (int64_t j = 0; j < K; ++j) s += taps[ch * K + j] * window(t + j);
-        out[t * C + ch] = silu(s);
-    }
-    for (int64_t i = 0; i < K - 1; ++i) state[i * C + ch] = window(n + i);
+    if (ch < C) out[ch] = conv_step(x[ch], state, taps, ch, C, K);
 }
 
 // Many tokens: one thread per (channel, token) (each output depends only on the inputs), then
@@ -486,7 +345,7 @@ __global__ void conv1d_silu_tokens_kernel(const float* x, const float* state, co
     for (int64_t j = 0; j < K; ++j) {
         const int64_t w = t + j;
         const float v = w < K - 1 ? state[w * C + ch] : x[(w - (K - 1)) * C + ch];
-        s += taps[ch * K + j] * v;
+        s = fmaf(taps[ch * K + j], v, s);
     }
     out[t * C + ch] = silu(s);
 }
@@ -521,7 +380,9 @@ constexpr int kDeltaWarps = 8;
 constexpr int kDeltaMaxKey = 256;
 constexpr int kDeltaRows = kDeltaMaxKey / kDeltaWarps;  // state rows per thread, at most
 
-__global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs a) {
+// With a.norm, the last block of each value head to finish applies the gated output norm to the
+// head's rows (counters: one per value head, zero between launches).
+__global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs a, unsigned* counters) {
     pdl_wait();
     pdl_trigger();
     __shared__ float qs[kDeltaMaxKey], ks[kDeltaMaxKey];
@@ -617,18 +478,17 @@ __global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs
         const int64_t i = warp + int64_t(m) * kDeltaWarps;
         if (valid && i < Dk) Sg[i * Dv + j] = S[m];
     }
+    if (a.norm && last_to_arrive(counters + h, gridDim.y)) {
+        for (int64_t t = 0; t < a.n; ++t)
+            gated_rmsnorm_row(a.out + t * vd + h * Dv, a.z + t * vd + h * Dv, a.norm, Dv, a.eps);
+    }
 }
 
 __global__ void gated_rmsnorm_kernel(float* o, const float* z, const float* w, int64_t dim, float eps) {
     pdl_wait();
     pdl_trigger();
-    float* orow = o + int64_t(blockIdx.x) * dim;
-    const float* zr = z + int64_t(blockIdx.x) * dim;
-    float ss = 0;
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += orow[i] * orow[i];
-    ss = block_sum(ss);
-    const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = ((orow[i] * inv) * w[i]) * silu(zr[i]);
+    const int64_t r = blockIdx.x;
+    gated_rmsnorm_row(o + r * dim, z + r * dim, w, dim, eps);
 }
 
 // One block per token: softmax in shared memory, then k rounds of arg-max.
@@ -761,63 +621,27 @@ __global__ void __launch_bounds__(kGroupThreads) group_by_expert_kernel(const Ex
     }
 }
 
-__global__ void moe_combine_kernel(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out) {
-    pdl_wait();
-    pdl_trigger();
-    const int64_t total = n * hidden;
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-        const int64_t t = i / hidden, d = i % hidden;
-        float s = 0;
-        for (int64_t j = 0; j < k; ++j) s += routed[(t * k + j) * hidden + d];
-        out[i] = s;
-    }
-}
-
-__global__ void add_sigmoid_scaled_kernel(float* out, const float* y, const float* g, int64_t n, int64_t hidden) {
-    pdl_wait();
-    pdl_trigger();
-    const int64_t total = n * hidden;
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
-        out[i] += sigmoid(g[i / hidden]) * y[i];
-}
-
-unsigned grid_for(int64_t count, int threads) {
-    return unsigned(std::clamp<int64_t>((count + threads - 1) / threads, 1, 4096));
-}
 
 }  // namespace
 
-void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out, cudaStream_t stream) {
+void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out, cudaStream_t stream,
+             const float* add) {
     if (rows <= 0) return;
-    launch("rmsnorm_kernel", rmsnorm_kernel, unsigned(rows), 256, 0, stream, x, w, dim, eps, out);
+    launch("rmsnorm_kernel", rmsnorm_kernel, unsigned(rows), kNormThreads, 0, stream, x, add, w, dim, eps, out);
 }
 
-void add_rmsnorm(float* x, const float* y, const float* w, int64_t rows, int64_t dim, float eps, float* out,
-                 cudaStream_t stream) {
-    if (rows <= 0) return;
-    launch("add_rmsnorm_kernel", add_rmsnorm_kernel, unsigned(rows), 256, 0, stream, x, y, w, dim, eps, out);
+void moe_finish(const float* routed, int64_t n, int64_t k, const float* shared_y, const float* shared_g, float* x,
+                const float* mix, const float* w, int64_t dim, float eps, float* out, cudaStream_t stream) {
+    if (n <= 0) return;
+    launch("moe_finish_kernel", moe_finish_kernel, unsigned(n), 512, 0, stream, routed, k, shared_y, shared_g, x, mix,
+           w, dim, eps, out);
 }
 
-void moe_finish(const float* routed, int64_t k, const float* shared_y, const float* shared_g, float* x,
-                const float* w, int64_t dim, float eps, float* out, cudaStream_t stream) {
-    launch("moe_finish_kernel", moe_finish_kernel, 1, 512, 0, stream, routed, k, shared_y, shared_g, x, w, dim, eps, out);
-}
-
-void add_inplace(float* x, const float* y, int64_t count, cudaStream_t stream) {
-    if (count <= 0) return;
-    launch("add_kernel", add_kernel, grid_for(count, 256), 256, 0, stream, x, y, count);
-}
-
-void attention_prepare(const AttentionShape& s, float* q, float* k, const float* q_norm, const float* k_norm,
-                       cudaStream_t stream) {
+void attention_prepare(const AttentionShape& s, float* q, const float* k, const float* v, const float* q_norm,
+                       const float* k_norm, float* keys, float* values, cudaStream_t stream) {
     if (s.n <= 0) return;
-    launch("attention_prepare_kernel", attention_prepare_kernel, dim3(unsigned(s.n), unsigned(s.heads + s.kv_heads)), 128, size_t(s.head_dim) * sizeof(float), stream, s, q, k, q_norm, k_norm);
-}
-
-void kv_append(const AttentionShape& s, const float* k, const float* v, float* keys, float* values,
-               cudaStream_t stream) {
-    if (s.n <= 0) return;
-    launch("kv_append_kernel", kv_append_kernel, grid_for(s.n * s.kv_heads * s.head_dim, 256), 256, 0, stream, s, k, v, keys, values);
+    launch("attention_prepare_kernel", attention_prepare_kernel, dim3(unsigned(s.n), unsigned(s.heads + s.kv_heads)),
+           128, size_t(s.head_dim) * sizeof(float), stream, s, q, k, v, q_norm, k_norm, keys, values);
 }
 
 void attention(const AttentionShape& s, const float* q, const float* keys, const float* values, float* out,
@@ -856,7 +680,7 @@ void conv1d_silu(const float* x, float* state, const float* taps, int64_t n, int
     if (n <= 0) return;
     if (K < 1 || K > kMaxConvKernel) CUDA_CHECK(cudaErrorInvalidValue);  // conv kernel beyond 8
     if (n == 1) {
-        launch("conv1d_silu_kernel", conv1d_silu_kernel, unsigned((C + 127) / 128), 128, 0, stream, x, state, taps, n, C, K, out);
+        launch("conv1d_silu_kernel", conv1d_silu_kernel, unsigned((C + 127) / 128), 128, 0, stream, x, state, taps, C, K, out);
         return;
     }
     launch("conv1d_silu_tokens_kernel", conv1d_silu_tokens_kernel, dim3(unsigned((C + 127) / 128), unsigned(n)), 128, 0, stream, x, state, taps, n, C, K, out);
@@ -870,12 +694,13 @@ void deltanet_recurrence(const DeltaNetArgs& a, cudaStream_t stream) {
         return;
     }
     if (a.key_dim > kDeltaMaxKey) CUDA_CHECK(cudaErrorInvalidValue);  // key heads beyond 256
-    launch("deltanet_kernel", deltanet_kernel, dim3(unsigned(a.value_heads), unsigned((a.value_dim + 31) / 32)), kDeltaWarps * 32, 0, stream, a);
+    launch("deltanet_kernel", deltanet_kernel, dim3(unsigned(a.value_heads), unsigned((a.value_dim + 31) / 32)),
+           kDeltaWarps * 32, 0, stream, a, a.norm ? stream_counters(stream, a.value_heads) : nullptr);
 }
 
 void gated_rmsnorm(float* o, const float* z, const float* w, int64_t rows, int64_t dim, float eps, cudaStream_t stream) {
     if (rows <= 0) return;
-    launch("gated_rmsnorm_kernel", gated_rmsnorm_kernel, unsigned(rows), 128, 0, stream, o, z, w, dim, eps);
+    launch("gated_rmsnorm_kernel", gated_rmsnorm_kernel, unsigned(rows), kNormThreads, 0, stream, o, z, w, dim, eps);
 }
 
 void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, int32_t* ids, float* weights,
@@ -894,16 +719,6 @@ void group_by_expert(const ExpertJob* table, const int32_t* ids, int64_t slots, 
     if (experts <= 0) return;
     launch("group_by_expert_kernel", group_by_expert_kernel, unsigned(experts), kGroupThreads, 0, stream, table, ids,
            int32_t(slots), jobs, slot_list);
-}
-
-void moe_combine(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out, cudaStream_t stream) {
-    if (n <= 0) return;
-    launch("moe_combine_kernel", moe_combine_kernel, grid_for(n * hidden, 256), 256, 0, stream, routed, n, k, hidden, out);
-}
-
-void add_sigmoid_scaled(float* out, const float* y, const float* g, int64_t n, int64_t hidden, cudaStream_t stream) {
-    if (n <= 0) return;
-    launch("add_sigmoid_scaled_kernel", add_sigmoid_scaled_kernel, grid_for(n * hidden, 256), 256, 0, stream, out, y, g, n, hidden);
 }
 
 }  // namespace flashmoe::cuda

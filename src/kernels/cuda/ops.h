@@ -17,31 +17,55 @@ namespace flashmoe::cuda {
 // y[t, r] = sum_c W[r, c] * x[t, c]; x [n, w.cols], y [n, w.rows]. fp32 accumulation.
 void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream);
 
+// Work matmul_multi takes on besides the products, each with the effect of the op it names (folded
+// into a one-token launch where the formats allow; otherwise that op runs as well).
+struct MatmulFusion {
+    // Before: the input x = rmsnorm(residual + add) * norm, as rmsnorm(residual, norm, n, cols, eps,
+    // x, add) (x is written; the residual is not changed).
+    const float* residual = nullptr;
+    const float* add = nullptr;
+    const float* norm = nullptr;
+    float eps = 0;
+    // After: y[0] (the DeltaNet input projection) through conv1d_silu(y[0], conv_state, conv_taps, n,
+    // w[0].rows, conv_kernel, conv_out) (y[0] itself may then be left unwritten).
+    float* conv_state = nullptr;
+    const float* conv_taps = nullptr;
+    int64_t conv_kernel = 0;
+    float* conv_out = nullptr;
+    // After: router_top_k(y[0], top_k_rows, w[0].rows, top_k, ids, weights, extra_id) over
+    // top_k_rows rows of logits from y[0] on (more than n where y[1] follows y[0]: the guess of the
+    // next layer's experts). top_k == 0: none.
+    int64_t top_k = 0;
+    int64_t top_k_rows = 0;
+    int32_t* ids = nullptr;
+    float* weights = nullptr;
+    int32_t extra_id = -1;
+};
+
 // y_m = W_m x for `count` (at most kMaxGemvMats) matrices sharing one input x [n, w_m.cols]
 // (y_m [n, w_m.rows]) in as few launches as their formats allow (one token: matrices of one shape;
-// several: those on the tensor cores, with one preparation of x). Same results as
-// matmul(w_m, x, n, y_m).
+// several: those on the tensor cores, with one preparation of x), with the work `fusion` names.
+// Same results as matmul(w_m, x, n, y_m) and those ops in turn.
 constexpr int kMaxGemvMats = 4;
-void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, int64_t n, cudaStream_t stream);
+void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, int64_t n, cudaStream_t stream,
+                  const MatmulFusion& fusion = {});
 
 // out[t, :] = row ids[t] of w, dequantised to fp32; ids are device int32 in [0, w.rows).
 void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream);
 
-// out[r, :] = x[r, :] / sqrt(mean(x[r]^2) + eps) * w; rows of `dim` floats, x and out may alias.
-void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out, cudaStream_t stream);
+// out[r, :] = v / sqrt(mean(v^2) + eps) * w with v = x[r, :] + add[r, :] (add null: x[r, :]); rows of
+// `dim` floats, x and out may alias. Blocks of kNormThreads threads: a one-token product folding the
+// norm in (MatmulFusion) sums in the same order, so gets the same bits.
+constexpr int kNormThreads = 256;
+void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out, cudaStream_t stream,
+             const float* add = nullptr);
 
-// x[r, :] += y[r, :], then out[r, :] = rmsnorm(x[r, :]) * w (the residual add and the next norm in one pass).
-void add_rmsnorm(float* x, const float* y, const float* w, int64_t rows, int64_t dim, float eps, float* out,
-                 cudaStream_t stream);
-
-// One token (n = 1): mix = sum_j routed[j, :] + sigmoid(shared_g[0]) * shared_y (shared_y may be
-// null), x += mix, out = rmsnorm(x) * w (w null: x only). Equals moe_combine, add_sigmoid_scaled
-// and add_rmsnorm (or add_inplace) in turn, in one launch.
-void moe_finish(const float* routed, int64_t k, const float* shared_y, const float* shared_g, float* x,
-                const float* w, int64_t dim, float eps, float* out, cudaStream_t stream);
-
-// x[i] += y[i]
-void add_inplace(float* x, const float* y, int64_t count, cudaStream_t stream);
+// The end of a MoE block for n tokens: moe = sum_j routed[t*k + j, :] + sigmoid(shared_g[t]) *
+// shared_y[t, :] (shared_y may be null), x[t, :] = (x[t, :] + mix[t, :]) + moe, then out[t, :] =
+// rmsnorm(x[t, :]) * w (w null: x only). mix is the mixer's output, the residual add the router's
+// norm (MatmulFusion) left undone.
+void moe_finish(const float* routed, int64_t n, int64_t k, const float* shared_y, const float* shared_g, float* x,
+                const float* mix, const float* w, int64_t dim, float eps, float* out, cudaStream_t stream);
 
 // ---- gated attention ----
 struct AttentionShape {
@@ -56,13 +80,12 @@ struct AttentionShape {
     // set: a single-token attention splits the positions over blocks by it (0: position + n).
     int64_t max_len = 0;
 };
-// In place: RMSNorm (q_norm / k_norm) then NeoX RoPE on the first rotary_dim dims of every query
-// head (q [n, heads * 2 * head_dim], the query half of each head) and every key head (k [n, kv_heads * head_dim]).
-void attention_prepare(const AttentionShape& s, float* q, float* k, const float* q_norm, const float* k_norm,
-                       cudaStream_t stream);
-// keys/values rows [position, position + n) = k, v ([n, kv_heads * head_dim]).
-void kv_append(const AttentionShape& s, const float* k, const float* v, float* keys, float* values,
-               cudaStream_t stream);
+// RMSNorm (q_norm / k_norm) then NeoX RoPE on the first rotary_dim dims of every query head (q
+// [n, heads * 2 * head_dim], the query half of each head, in place) and every key head (k [n,
+// kv_heads * head_dim], into keys rows [position, position + n)); v into values rows [position,
+// position + n) (keys/values [positions][kv_heads][head_dim]).
+void attention_prepare(const AttentionShape& s, float* q, const float* k, const float* v, const float* q_norm,
+                       const float* k_norm, float* keys, float* values, cudaStream_t stream);
 // Causal softmax attention of the n new queries over cache rows [0, position + t] (keys/values
 // [positions][kv_heads][head_dim]), each output head multiplied by sigmoid(its gate half of q).
 // out [n, heads * head_dim].
@@ -84,6 +107,10 @@ struct DeltaNetArgs {
     float* state = nullptr;       // [value_heads, key_dim, value_dim], updated
     float* out = nullptr;         // [n, value_heads * value_dim]
     int64_t n = 0, conv_dim = 0, value_heads = 0, key_heads = 0, key_dim = 0, value_dim = 0;
+    // When norm is set, out then goes through gated_rmsnorm(out, z, norm, n * value_heads, value_dim, eps).
+    const float* z = nullptr;     // [n, value_heads * value_dim]
+    const float* norm = nullptr;  // [value_dim]
+    float eps = 0;
 };
 // The gated delta rule (l2-normalised q, k; beta = sigmoid(b); decay from A_log, a, dt_bias): token by
 // token, or chunked (deltanet_chunked) for prompts of at least kDeltaChunkedMinTokens tokens with keys
@@ -143,9 +170,5 @@ void moe_gate_up_routed(const ExpertJob* table, const int32_t* ids, int64_t slot
                         int64_t intermediate, const float* x, float* act, cudaStream_t stream);
 void moe_down_routed(const ExpertJob* table, const int32_t* ids, int64_t slots, int64_t hidden, int64_t intermediate,
                      const float* act, const float* weights, float* routed, cudaStream_t stream);
-// out[t, :] = sum_j routed[t*k + j, :] in j order.
-void moe_combine(const float* routed, int64_t n, int64_t k, int64_t hidden, float* out, cudaStream_t stream);
-// out[t, :] += sigmoid(g[t]) * y[t, :]
-void add_sigmoid_scaled(float* out, const float* y, const float* g, int64_t n, int64_t hidden, cudaStream_t stream);
 
 }  // namespace flashmoe::cuda

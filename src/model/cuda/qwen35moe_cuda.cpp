@@ -464,26 +464,18 @@ void Qwen35MoeCuda::run_layers(CudaSequenceState& st, int64_t n, int64_t k, bool
     embed_rows(embed_, d_tokens_.as<int32_t>(), n, x, s);
     prof("embed");
     const float eps = float(c.rms_norm_eps);
-    // The residual add of each block is fused with the norm that follows it.
     rmsnorm(x, layers_[0].input_norm, n, H, eps, xn, s);
     prof("norm");
     for (int64_t l = 0; l < c.num_layers; ++l) {
         const DLayer& L = layers_[size_t(l)];
+        // The mixer's output goes to mix; the router's launch normalises x + mix for the MoE, and
+        // moe_finish adds both to x with the next layer's norm (the residual adds fused with the norms).
         if (L.kind == LayerKind::Attention) attention(l, st, n);
         else deltanet(l, st, n);
-        add_rmsnorm(x, mix, L.post_norm, n, H, eps, xn, s);
-        prof("norm");
         moe(l, k, n, device_routing);
         const float* next_norm = l + 1 < c.num_layers ? layers_[size_t(l + 1)].input_norm : nullptr;
-        if (n == 1) {
-            // the routed rows, the shared expert and the residual in one pass (moe left them apart)
-            moe_finish(scratch_[kRouted].as<float>(), k, L.has_shared ? finish_shared_y_ : nullptr,
-                       scratch_[kSharedG].as<float>(), x, next_norm, H, eps, xn, s);
-        } else if (next_norm) {
-            add_rmsnorm(x, mix, next_norm, n, H, eps, xn, s);
-        } else {
-            add_inplace(x, mix, n * H, s);
-        }
+        moe_finish(scratch_[kRouted].as<float>(), n, k, L.has_shared ? finish_shared_y_ : nullptr,
+                   scratch_[kSharedG].as<float>(), x, mix, next_norm, H, eps, xn, s);
         prof("moe finish + norm");
     }
     const int64_t rows = n - logits_from;
@@ -509,9 +501,8 @@ void Qwen35MoeCuda::attention(int64_t layer, CudaSequenceState& st, int64_t n) {
     prof("attn qkv");
     AttentionShape shape{n, st.position(), nh, nkv, hd, c.rotary_dim, float(c.rope_theta), float(c.rms_norm_eps),
                          d_position_.as<int64_t>(), st.kv_capacity()};
-    attention_prepare(shape, q, k, w.q_norm, w.k_norm, s);
     auto& L = st.layers[size_t(layer)];
-    kv_append(shape, k, v, L.keys.as<float>(), L.values.as<float>(), s);
+    attention_prepare(shape, q, k, v, w.q_norm, w.k_norm, L.keys.as<float>(), L.values.as<float>(), s);
     prof("attn prepare+append");
     float* att = scratch(kAtt, size_t(n * nh * hd));
     cuda::attention(shape, q, L.keys.as<float>(), L.values.as<float>(), att, s);
@@ -532,12 +523,15 @@ void Qwen35MoeCuda::deltanet(int64_t layer, CudaSequenceState& st, int64_t n) {
     float* a = scratch(kA, size_t(n * Hv));
     const DMat* ws[4] = {&w.in_proj_qkv, &w.in_proj_z, &w.in_proj_b, &w.in_proj_a};
     float* ys[4] = {qkv, z, b, a};
-    matmul_multi(ws, ys, 4, xn, n, s);
-    prof("dn in_proj");
     auto& L = st.layers[size_t(layer)];
     float* conv = scratch(kConv, size_t(n * C));
-    conv1d_silu(qkv, L.conv.as<float>(), w.conv1d, n, C, c.linear_conv_kernel, conv, s);
-    prof("dn conv");
+    MatmulFusion then_conv;
+    then_conv.conv_state = L.conv.as<float>();
+    then_conv.conv_taps = w.conv1d;
+    then_conv.conv_kernel = c.linear_conv_kernel;
+    then_conv.conv_out = conv;
+    matmul_multi(ws, ys, 4, xn, n, s, then_conv);
+    prof("dn in_proj + conv");
     float* o = scratch(kO, size_t(n * vd));
     DeltaNetArgs args;
     args.qkv = conv;
@@ -553,10 +547,11 @@ void Qwen35MoeCuda::deltanet(int64_t layer, CudaSequenceState& st, int64_t n) {
     args.key_heads = c.linear_num_key_heads;
     args.key_dim = c.linear_key_head_dim;
     args.value_dim = c.linear_value_head_dim;
+    args.z = z;
+    args.norm = w.norm;
+    args.eps = float(c.rms_norm_eps);
     deltanet_recurrence(args, s);
-    prof("dn recurrence");
-    gated_rmsnorm(o, z, w.norm, n * Hv, c.linear_value_head_dim, float(c.rms_norm_eps), s);
-    prof("dn gated norm");
+    prof("dn recurrence + gated norm");
     matmul(w.out_proj, o, n, scratch_[kMix].as<float>(), s);
     prof("dn out_proj");
 }
@@ -566,8 +561,7 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     const DLayer& L = layers_[size_t(layer)];
     cudaStream_t s = stream_.get();
     const int64_t H = c.hidden_size, E = c.num_experts, I = c.moe_intermediate_size;
-    const float* xn = scratch_[kXn].as<float>();
-    float* out = scratch_[kMix].as<float>();
+    float* xn = scratch_[kXn].as<float>();
 
     // A decode step through the tiers also applies the next layer's router to this layer's router
     // input: its top k (row 1 of probs and ids) guess the next layer's experts, which the cache
@@ -576,6 +570,15 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     const int64_t rows = guess ? 2 : n;
     float* probs = scratch(kProbs, size_t(rows * E));
     float* sg = scratch(kSharedG, size_t(n));
+    const size_t slots = size_t(n * k);
+    // A resident decode step runs the shared expert as one more slot of the routed launches (id E
+    // of the layer's table, weight 1; token = slot / (k + 1) = 0): the same kernels as
+    // shared_expert() uses for one token, so the same bits, two launches fewer.
+    const bool shared_slot = device_routing && n == 1 && L.has_shared && c.shared_expert_intermediate_size == I;
+    const size_t total = slots + (shared_slot ? 1 : 0);
+    const size_t id_rows = size_t(rows * k);  // with the guess: k more
+    grow(d_ids_, std::max(total, id_rows) * 4);
+    grow(d_weights_, std::max(total, id_rows) * 4);
     // matmul_multi gives each matrix the bits of its own product
     const DMat* ws[3] = {&L.router};
     float* ys[3] = {probs};
@@ -588,19 +591,18 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
         ws[count] = &L.shared_gate;
         ys[count++] = sg;
     }
-    matmul_multi(ws, ys, count, xn, n, s);
-    prof("router matmul");
-    const size_t slots = size_t(n * k);
-    // A resident decode step runs the shared expert as one more slot of the routed launches (id E
-    // of the layer's table, weight 1; token = slot / (k + 1) = 0): the same kernels as
-    // shared_expert() uses for one token, so the same bits, two launches fewer.
-    const bool shared_slot = device_routing && n == 1 && L.has_shared && c.shared_expert_intermediate_size == I;
-    const size_t total = slots + (shared_slot ? 1 : 0);
-    const size_t id_rows = size_t(rows * k);  // with the guess: k more
-    grow(d_ids_, std::max(total, id_rows) * 4);
-    grow(d_weights_, std::max(total, id_rows) * 4);
-    router_top_k(probs, rows, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s, shared_slot ? int32_t(E) : -1);
-    prof("router top-k");
+    MatmulFusion router;
+    router.residual = scratch_[kX].as<float>();
+    router.add = scratch_[kMix].as<float>();
+    router.norm = L.post_norm;
+    router.eps = float(c.rms_norm_eps);
+    router.top_k = k;
+    router.top_k_rows = rows;
+    router.ids = d_ids_.as<int32_t>();
+    router.weights = d_weights_.as<float>();
+    router.extra_id = shared_slot ? int32_t(E) : -1;
+    matmul_multi(ws, ys, count, xn, n, s, router);
+    prof("router (norm, product, top-k)");
     finish_shared_y_ = nullptr;
     bool shared_done = false;
     if (device_routing && n > 1) {
@@ -619,8 +621,6 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
         prof("experts gate_up");
         moe_down(batch, act, d_weights_.as<float>(), routed, s);
         prof("experts down");
-        moe_combine(routed, n, k, H, out, s);
-        prof("experts combine");
     } else if (device_routing) {
         float* routed = scratch(kRouted, total * size_t(H));
         float* act = scratch(kAct, total * size_t(I));
@@ -630,8 +630,6 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
         moe_down_routed(table, d_ids_.as<int32_t>(), int64_t(total), H, I, act, d_weights_.as<float>(), routed, s);
         if (shared_slot) finish_shared_y_ = routed + slots * size_t(H);
         prof("experts down");
-        if (n > 1) moe_combine(routed, n, k, H, out, s);  // n == 1: moe_finish sums them
-        prof("experts combine");
     } else {
         // The ids go to the host; one token's shared expert computes while the host waits for them.
         grow(h_ids_, id_rows * 4);
@@ -660,7 +658,6 @@ void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
     cudaStream_t s = stream_.get();
     const int64_t H = c.hidden_size, I = c.moe_intermediate_size;
     const float* xn = scratch_[kXn].as<float>();
-    float* out = scratch_[kMix].as<float>();
     const size_t slots = size_t(n * k);
 
     // Slots grouped by expert, experts in ascending order, slots ascending within an expert (as
@@ -725,7 +722,6 @@ void Qwen35MoeCuda::routed_from_cache(int64_t layer, int64_t k, int64_t n) {
         moe_down(batch, act, d_weights_.as<float>(), routed, s);
         prof("experts down");
     });
-    if (n > 1) moe_combine(routed, n, k, H, out, s);  // n == 1: moe_finish sums them
 }
 
 void Qwen35MoeCuda::shared_expert(int64_t layer, int64_t n) {
@@ -734,12 +730,10 @@ void Qwen35MoeCuda::shared_expert(int64_t layer, int64_t n) {
     cudaStream_t s = stream_.get();
     const int64_t H = c.hidden_size;
     const float* xn = scratch_[kXn].as<float>();
-    float* out = scratch_[kMix].as<float>();
     const int64_t S = c.shared_expert_intermediate_size;
     float* g = scratch(kSharedGate, size_t(n * S));
     float* y = scratch(kSharedY, size_t(n * H));
-    float* sg = scratch(kSharedG, size_t(n));
-    // (the gate sg was computed with the router)
+    // (its gate was computed with the router; moe_finish adds the gated output)
     if (n == 1) {
         // The single-token expert kernels over a one-entry table (id 0, weight 1).
         const ExpertJob* table = d_shared_table_.as<ExpertJob>() + layer;
@@ -763,8 +757,6 @@ void Qwen35MoeCuda::shared_expert(int64_t layer, int64_t n) {
         moe_down(batch, g, ones, y, s);
     }
     prof("shared expert");
-    if (n > 1) add_sigmoid_scaled(out, y, sg, n, H, s);  // n == 1: moe_finish adds it
-    prof("shared add");
 }
 
 }  // namespace flashmoe::cuda

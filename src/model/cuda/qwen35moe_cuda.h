@@ -99,7 +99,7 @@ private:
     DeviceBuffer d_shared_misc_;   // int32 0, float 1
     DeviceBuffer d_shared_batch_;  // several tokens: the shared expert as a one-job batch (grow_shared_batch)
     int64_t shared_batch_tokens_ = 0;
-    const float* finish_shared_y_ = nullptr;  // the shared expert's output row of this layer (one token)
+    const float* finish_shared_y_ = nullptr;  // the shared expert's output rows of this layer
     bool profile_ = false;
     std::vector<cudaEvent_t> prof_events_;
     std::vector<const char*> prof_names_;
