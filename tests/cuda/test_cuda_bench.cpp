@@ -67,7 +67,7 @@ TEST(CudaBench, DISABLED_PrefillAndDecode) {
 
     auto st = model->forward().new_state();
     model->forward().forward(*st, std::span<const int32_t>(prompt.data(), 8), ForwardOptions{.k = k}, &logits);
-    const int steps = 128;
+    const int steps = std::getenv("FLASHMOE_BENCH_STEPS") ? std::max(1, std::atoi(std::getenv("FLASHMOE_BENCH_STEPS"))) : 128;
     runner.expert_cache().reset_stats();
     const uint64_t graphs0 = runner.graph_launches();
     auto t = std::chrono::steady_clock::now();

@@ -258,8 +258,11 @@ TEST(CudaKernels, RmsnormAndElementwiseMatchReference) {
             }
         }
     }
-    // the residual adds: rmsnorm of x + add (x unchanged), and moe_finish
-    const int64_t n = 3, H = 37, k = 3;
+    // the residual adds: rmsnorm of x + add (x unchanged), and moe_finish (one token: its row split
+    // over blocks, 2048 and 300 wide)
+    for (auto [n, H] : {std::pair<int64_t, int64_t>{3, 37}, {1, 2048}, {1, 300}}) {
+    SCOPED_TRACE("n " + std::to_string(n) + " H " + std::to_string(H));
+    const int64_t k = 3;
     auto a = random_floats(size_t(n * H), rng), mix = random_floats(size_t(n * H), rng);
     auto b = random_floats(size_t(n * H), rng), g = random_floats(size_t(n), rng), w = random_floats(size_t(H), rng);
     auto routed = random_floats(size_t(n * k * H), rng);
@@ -307,6 +310,7 @@ TEST(CudaKernels, RmsnormAndElementwiseMatchReference) {
             for (int64_t i = 0; i < H; ++i)
                 ASSERT_NEAR(got_norm[size_t(t * H + i)], wn[size_t(i)], 1e-5f * (1 + std::fabs(wn[size_t(i)])));
         }
+    }
     }
 }
 

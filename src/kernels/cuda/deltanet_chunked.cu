@@ -466,7 +466,6 @@ void deltanet_chunked(const DeltaNetArgs& args, cudaStream_t stream) {
                              kThreads, state_smem, stream>>>(seg, cs, ws, glast);
         CUDA_CHECK_LAUNCH("chunk_state_kernel");
     }
-    if (args.norm) gated_rmsnorm(args.out, args.z, args.norm, args.n * args.value_heads, args.value_dim, args.eps, stream);
 }
 
 }  // namespace flashmoe::cuda

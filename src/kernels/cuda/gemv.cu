@@ -257,20 +257,12 @@ __host__ __device__ inline int gemv_rpw(int shape) {
 
 // Up to four matrices sharing one single-token input, one launch: block b belongs to the matrix m
 // with first_block[m] <= b < first_block[m + 1]; each warp takes `rows_per_warp` row-sets.
-// The launch may also do the parts of a MatmulFusion gemv_multi gives it: the input's norm (every
-// block into shared memory, block 0 also into `normed`), the conv on matrix 0's rows, the router's
-// top-k over `logits` (rows of `experts`) by the last block to finish (on `counter`).
 struct GemvBatch {
     DMat w[kMaxGemvMats];
     float* y[kMaxGemvMats];
     int first_block[kMaxGemvMats + 1];
     int count = 0;
     int rows_per_warp = 1;
-    MatmulFusion f;
-    float* normed = nullptr;
-    const float* logits = nullptr;
-    int64_t experts = 0;
-    unsigned* counter = nullptr;
 };
 
 // Row-sets [rs0, rs0 + sets * kRpw) of w (rows past w.rows skipped), NB row-sets' weights loaded
@@ -296,32 +288,20 @@ __device__ __forceinline__ void gemv_sets(const DMat& w, const G& g, int64_t rs0
     }
 }
 
-// put(r, (row r of w) x) for this warp's row-sets (g holds x, fp32 or int8), by one lane a row.
-template <class G, int NB, class Put>
-__device__ __forceinline__ void store_rows(const DMat& w, const G& g, int64_t rs0, int rpw_iters, Put put) {
+// y[r] = scale * (row r of w) x for this warp's row-sets (g holds x, fp32 or int8; scale 1 is exact).
+template <class G, int NB>
+__device__ __forceinline__ void store_rows(const DMat& w, const G& g, int64_t rs0, int rpw_iters, float* y,
+                                           float scale) {
     constexpr int L = 32 / G::kRpw;
     const int li = (threadIdx.x & 31) % L, sub = (threadIdx.x & 31) / L;
     gemv_sets<G, NB>(w, g, rs0, rpw_iters, [&](int64_t rs, int it, const float(&v)[NB]) {
 #pragma unroll
         for (int u = 0; u < NB; ++u) {
             const int64_t r = rs + u * G::kRpw + sub;
-            if (li == 0 && it + u < rpw_iters && r < w.rows) put(r, v[u]);
+            if (li == 0 && it + u < rpw_iters && r < w.rows) y[r] = v[u] * scale;
         }
     });
 }
-
-// Where a batch launch's row r of matrix m goes: y, or (FUSED) through the fused conv.
-template <bool FUSED>
-struct BatchOut {
-    const GemvBatch& b;
-    int m;
-    __device__ __forceinline__ void operator()(int64_t r, float v) const {
-        if (FUSED && m == 0 && b.f.conv_out)
-            b.f.conv_out[r] = conv_step(v, b.f.conv_state, b.f.conv_taps, r, b.w[0].rows, b.f.conv_kernel);
-        else
-            b.y[m][r] = v;
-    }
-};
 
 // This warp's rows (as gemv_warp / gemv_warp_halves will visit them) into L2, scales and biases
 // included: issued before the kernel waits for its input, so the weights arrive meanwhile.
@@ -347,13 +327,13 @@ __device__ __forceinline__ void gemv_prefetch(const DMat& w, int64_t warp, int r
 
 // One warp's row-sets of w, NB at a time, with the activations G takes: fp32 x (Gemv) or the block's
 // int8 quantisation of it (GemvQ8).
-template <class G, int NB, class X, class Out>
-__device__ __forceinline__ void gemv_warp(const DMat& w, const X& x, Out out, int64_t warp, int rpw_iters) {
+template <class G, int NB, class X>
+__device__ __forceinline__ void gemv_warp(const DMat& w, const X& x, float* y, int64_t warp, int rpw_iters) {
     const int64_t rs0 = warp * G::kRpw * rpw_iters;
     if (rs0 >= w.rows) return;
     G g;
     g.load_x(x, (threadIdx.x & 31) % (32 / G::kRpw));
-    store_rows<G, NB>(w, g, rs0, rpw_iters, out);
+    store_rows<G, NB>(w, g, rs0, rpw_iters, y, 1.0f);
 }
 
 // A batch launch's block: its matrix m and this warp's index within the matrix's warps.
@@ -367,8 +347,8 @@ __device__ __forceinline__ int batch_matrix(const GemvBatch& b, int64_t& warp) {
 // Rows of twice CH chunks a lane: the two warps of a pair split the columns in halves (even warp:
 // first half); the odd warp's sums pass through shared memory and the even warp stores
 // first + second, one rounding as a single sum of the two would give.
-template <int BITS, int L, int CH, class Out>
-__device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, Out out, int64_t warp,
+template <int BITS, int L, int CH>
+__device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, float* y, int64_t warp,
                                                  int rpw_iters) {
     using G = Gemv<BITS, L, CH>;
     constexpr int NB = 2;
@@ -399,7 +379,7 @@ __device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, 
 #pragma unroll
                 for (int u = 0; u < NB; ++u) {
                     const int64_t r = rs + u * G::kRpw + sub;
-                    if (it + u < rpw_iters && r < w.rows) out(r, val[u] + odd_sums[pair][u * G::kRpw + sub]);
+                    if (it + u < rpw_iters && r < w.rows) y[r] = val[u] + odd_sums[pair][u * G::kRpw + sub];
                 }
             }
             asm volatile("bar.sync %0, 64;" ::"r"(1 + pair) : "memory");  // odd_sums free again
@@ -407,59 +387,22 @@ __device__ __forceinline__ void gemv_warp_halves(const DMat& w, const float* x, 
         gpr);
 }
 
-// The launch's input: x, or (fused norm) rmsnorm(residual + add) * norm built by every block in
-// shared memory (dynamic, cols floats) with add_rmsnorm_row at kNormThreads threads (rmsnorm's bits);
-// block 0 also stores it for the launches after this one.
-__device__ __forceinline__ const float* batch_input(const GemvBatch& b, const float* x) {
-    if (!b.f.norm) return x;
-    extern __shared__ float normed[];
-    const int64_t cols = b.w[0].cols;
-    add_rmsnorm_row(b.f.residual, b.f.add, b.f.norm, cols, b.f.eps, normed);
-    __syncthreads();
-    if (blockIdx.x == 0)
-        for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) b.normed[i] = normed[i];
-    return normed;
-}
-
-// The fused router top-k: the last block to finish, a warp a row of logits.
-__device__ __forceinline__ void batch_top_k(const GemvBatch& b) {
-    if (!b.f.top_k || !last_to_arrive(b.counter, gridDim.x)) return;
-    const int64_t E = b.experts, k = b.f.top_k;
-    const int lane = threadIdx.x & 31;
-    for (int64_t r = threadIdx.x / 32; r < b.f.top_k_rows; r += kWarpsPerBlock) {
-        int32_t id = 0;
-        float weight = 0;
-        warp_top_k(b.logits + r * E, E, k, id, weight);
-        if (lane < k) {
-            b.f.ids[r * k + lane] = id;
-            b.f.weights[r * k + lane] = weight;
-        }
-    }
-    if (b.f.extra_id >= 0 && threadIdx.x == 0) {
-        b.f.ids[b.f.top_k_rows * k] = b.f.extra_id;
-        b.f.weights[b.f.top_k_rows * k] = 1.0f;
-    }
-}
-
-// FUSED: a launch that may do parts of b.f (the others never look at it).
-template <int BITS, int L, int CH, bool HALVES, bool FUSED>
+template <int BITS, int L, int CH, bool HALVES>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) gemv_batch_kernel(GemvBatch b, const float* x) {
     int64_t warp;
     const int m = batch_matrix(b, warp);
     gemv_prefetch<BITS, L, CH>(b.w[m], warp, b.rows_per_warp, HALVES);
     pdl_wait();
     pdl_trigger();
-    const float* in = FUSED ? batch_input(b, x) : x;
     if (HALVES)
-        gemv_warp_halves<BITS, L, CH>(b.w[m], in, BatchOut<FUSED>{b, m}, warp, b.rows_per_warp);
+        gemv_warp_halves<BITS, L, CH>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
     else
-        gemv_warp<Gemv<BITS, L, CH>, CH >= 2 ? 2 : 4>(b.w[m], in, BatchOut<FUSED>{b, m}, warp, b.rows_per_warp);
-    if (FUSED) batch_top_k(b);
+        gemv_warp<Gemv<BITS, L, CH>, CH >= 2 ? 2 : 4>(b.w[m], x, b.y[m], warp, b.rows_per_warp);
 }
 
 // Matrices of one shape and group size, q8_ok, one launch (as gemv_batch_kernel; whole rows), x
 // quantised by the whole block.
-template <int BITS, int L, int CH, bool FUSED>
+template <int BITS, int L, int CH>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, 3) gemv_q8_kernel(GemvBatch b, const float* x) {
     __shared__ __align__(16) Q8Input in;
     int64_t warp;
@@ -467,10 +410,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, 3) gemv_q8_kernel(GemvBat
     gemv_prefetch<BITS, L, CH>(b.w[m], warp, b.rows_per_warp, false);
     pdl_wait();
     pdl_trigger();
-    quantize_q8<BITS>(FUSED ? batch_input(b, x) : x, b.w[m].cols, b.w[m].group, in);
-    gemv_warp<GemvQ8<BITS, L, CH>, CH >= 4 ? 1 : CH >= 2 ? 2 : 4>(b.w[m], in, BatchOut<FUSED>{b, m}, warp,
-                                                                 b.rows_per_warp);
-    if (FUSED) batch_top_k(b);
+    quantize_q8<BITS>(x, b.w[m].cols, b.w[m].group, in);
+    gemv_warp<GemvQ8<BITS, L, CH>, CH >= 4 ? 1 : CH >= 2 ? 2 : 4>(b.w[m], in, b.y[m], warp, b.rows_per_warp);
 }
 
 // Row-sets per warp: about one wave of warps on the chip (132 SMs x 16 or 24 warps), at most 16 each, a
@@ -548,11 +489,11 @@ __device__ __forceinline__ void down_warp(const DMat& w, const float* a, float w
         g.load_x(a, li);
     }
     if (rs0 >= w.rows) return;
-    store_rows<G, 2>(w, g, rs0, rpw_iters, [&](int64_t r, float v) { out[r] = v * wt; });
+    store_rows<G, 2>(w, g, rs0, rpw_iters, out, wt);
 }
 
 constexpr int kGateUpRowsPerWarp = 2;  // rows of gate and of up
-constexpr int kDownRowsPerWarp = 4;
+constexpr int kDownRowsPerWarp = 8;  // (9 slots of 2048 rows: one wave of blocks)
 
 // The register shapes the experts' one-token kernels take: f(Shape<bits, lanes, chunks>{}) for
 // those, false for the others.
@@ -682,71 +623,63 @@ dim3 down_one_grid(int64_t hidden, int64_t slots) {
 
 using GemvKernel = void (*)(GemvBatch, const float*);
 
-template <bool FUSED>
 GemvKernel fp32_kernel(int shape) {
     // 4 chunks a lane (4-bit 4096 columns, 8-bit 2048) run as two halves of 2 chunks (registers)
     switch (shape) {
         case kG4L16C1:
-            return gemv_batch_kernel<4, 16, 1, false, FUSED>;
+            return gemv_batch_kernel<4, 16, 1, false>;
         case kG4L32C1:
-            return gemv_batch_kernel<4, 32, 1, false, FUSED>;
+            return gemv_batch_kernel<4, 32, 1, false>;
         case kG4L32C2:
-            return gemv_batch_kernel<4, 32, 2, false, FUSED>;
+            return gemv_batch_kernel<4, 32, 2, false>;
         case kG4L32C4:
-            return gemv_batch_kernel<4, 32, 2, true, FUSED>;
+            return gemv_batch_kernel<4, 32, 2, true>;
         case kG8L32C1:
-            return gemv_batch_kernel<8, 32, 1, false, FUSED>;
+            return gemv_batch_kernel<8, 32, 1, false>;
         case kG8L32C2:
-            return gemv_batch_kernel<8, 32, 2, false, FUSED>;
+            return gemv_batch_kernel<8, 32, 2, false>;
         default:
-            return gemv_batch_kernel<8, 32, 2, true, FUSED>;
+            return gemv_batch_kernel<8, 32, 2, true>;
     }
 }
 
-template <bool FUSED>
 GemvKernel int8_kernel(int shape) {
     switch (shape) {
         case kG4L16C1:
-            return gemv_q8_kernel<4, 16, 1, FUSED>;
+            return gemv_q8_kernel<4, 16, 1>;
         case kG4L32C1:
-            return gemv_q8_kernel<4, 32, 1, FUSED>;
+            return gemv_q8_kernel<4, 32, 1>;
         case kG4L32C2:
-            return gemv_q8_kernel<4, 32, 2, FUSED>;
+            return gemv_q8_kernel<4, 32, 2>;
         case kG4L32C4:
-            return gemv_q8_kernel<4, 32, 4, FUSED>;
+            return gemv_q8_kernel<4, 32, 4>;
         case kG8L32C1:
-            return gemv_q8_kernel<8, 32, 1, FUSED>;
+            return gemv_q8_kernel<8, 32, 1>;
         case kG8L32C2:
-            return gemv_q8_kernel<8, 32, 2, FUSED>;
+            return gemv_q8_kernel<8, 32, 2>;
         default:
-            return gemv_q8_kernel<8, 32, 4, FUSED>;
+            return gemv_q8_kernel<8, 32, 4>;
     }
 }
 
 // w[i] and the matrices after it that share its launch (same register shape and the same activations:
 // int8 where int8_mode and q8_ok, then also the same group size, as each block quantises its input
-// by its matrix's groups), at most kMaxGemvMats; returns the index after them.
-int gemv_run_end(const DMat* const* w, int i, int count, bool int8_mode) {
-    const int shape = gemv_shape(*w[i]);
-    const bool int8 = int8_mode && q8_ok(*w[i]);
-    int j = i;
-    while (j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && gemv_shape(*w[j]) == shape &&
-           (int8_mode && q8_ok(*w[j])) == int8 && (!int8 || w[j]->group == w[i]->group))
-        ++j;
-    return j;
-}
-
-// One launch of w[i, end) (one fast shape) doing the parts of b.f already set.
-void gemv_launch(const DMat* const* w, float* const* y, int i, int end, const float* x, bool int8_mode, GemvBatch& b,
-                 cudaStream_t stream) {
+// by its matrix's groups), at most kMaxGemvMats, in one launch; returns the index after them.
+int gemv_launch(const DMat* const* w, float* const* y, int i, int count, const float* x, bool int8_mode,
+                cudaStream_t stream) {
     const int shape = gemv_shape(*w[i]);
     const int rpw = gemv_rpw(shape);
     const bool int8 = int8_mode && q8_ok(*w[i]);
     // fp32: 4-chunk rows take a warp pair (two halves); int8 keeps whole rows, three blocks an SM
     const bool halves = !int8 && (shape == kG4L32C4 || shape == kG8L32C4);
+    GemvBatch b;
     int64_t total_rows = 0;
-    for (int m = i; m < end; ++m) total_rows += w[m]->rows;
-    b.count = end - i;
+    int j = i;
+    for (; j < count && j - i < kMaxGemvMats && w[j]->rows > 0 && gemv_shape(*w[j]) == shape &&
+           (int8_mode && q8_ok(*w[j])) == int8 && (!int8 || w[j]->group == w[i]->group);
+         ++j)
+        total_rows += w[j]->rows;
+    b.count = j - i;
     b.rows_per_warp = gemv_rows_per_warp(total_rows * (halves ? 2 : 1), rpw, int8 ? 24 : 16);
     const int64_t rows_per_block = int64_t(kWarpsPerBlock) * rpw * b.rows_per_warp / (halves ? 2 : 1);
     int blocks = 0;
@@ -757,80 +690,27 @@ void gemv_launch(const DMat* const* w, float* const* y, int i, int end, const fl
         blocks += int((w[i + m]->rows + rows_per_block - 1) / rows_per_block);
     }
     b.first_block[b.count] = blocks;
-    const size_t smem = b.f.norm ? size_t(w[i]->cols) * sizeof(float) : 0;
-    const bool fused = b.f.norm || b.f.conv_out || b.f.top_k > 0;
-    const GemvKernel kernel = int8 ? (fused ? int8_kernel<true>(shape) : int8_kernel<false>(shape))
-                                   : (fused ? fp32_kernel<true>(shape) : fp32_kernel<false>(shape));
-    launch(int8 ? "gemv_q8_kernel" : "gemv_batch_kernel", kernel, unsigned(blocks), kWarpsPerBlock * 32, smem, stream,
-           b, x);
+    launch(int8 ? "gemv_q8_kernel" : "gemv_batch_kernel", int8 ? int8_kernel(shape) : fp32_kernel(shape),
+           unsigned(blocks), kWarpsPerBlock * 32, 0, stream, b, x);
+    return j;
 }
 
 }  // namespace
 
-void gemv_multi(const DMat* const* w, float* const* y, int count, const float* x, const MatmulFusion& f,
-                cudaStream_t stream) {
-    static_assert(kWarpsPerBlock * 32 == kNormThreads, "the fused norm must sum as rmsnorm does");
-    // Consecutive matrices of one fast shape share a launch; the others run on their own. The first
-    // launch folds in the input's norm, the one holding matrix 0 its conv, the last the router's
-    // top-k, where they are fast launches (the others leave that part to its op).
+void gemv_multi(const DMat* const* w, float* const* y, int count, const float* x, cudaStream_t stream) {
+    // Consecutive matrices of one fast shape share a launch; the others run on their own.
     const bool int8 = cuda_int8_activations();
-    struct Run {
-        int begin, end;
-        bool fast;
-    };
-    Run runs[kMaxGemvMats];
-    int nruns = 0;
-    for (int i = 0; i < count;) {
+    int i = 0;
+    while (i < count) {
         if (w[i]->rows == 0) {
             ++i;
-            continue;
+        } else if (gemv_shape(*w[i]) == kGemvNone) {
+            matmul_generic_one(*w[i], x, y[i], stream);
+            ++i;
+        } else {
+            i = gemv_launch(w, y, i, count, x, int8, stream);
         }
-        const bool fast = gemv_shape(*w[i]) != kGemvNone;
-        const int end = fast ? gemv_run_end(w, i, count, int8) : i + 1;
-        runs[nruns++] = {i, end, fast};
-        i = end;
     }
-    if (nruns == 0) return;
-    const bool fuse_norm = f.norm && runs[0].fast && w[runs[0].begin]->cols <= kQ8MaxCols;
-    const bool fuse_conv = f.conv_out && runs[0].begin == 0 && runs[0].fast;
-    const bool fuse_top_k = f.top_k > 0 && runs[nruns - 1].fast && w[0]->rows <= kTopKPerLane * 32 && f.top_k <= 32;
-    float* normed = const_cast<float*>(x);  // (MatmulFusion: the norm's output is the products' input)
-    if (f.norm && !fuse_norm) rmsnorm(f.residual, f.norm, 1, w[0]->cols, f.eps, normed, stream, f.add);
-    for (int r = 0; r < nruns; ++r) {
-        const Run& run = runs[r];
-        if (!run.fast) {
-            matmul_generic_one(*w[run.begin], x, y[run.begin], stream);
-            continue;
-        }
-        GemvBatch b;
-        if (r == 0 && fuse_norm) {
-            b.f.residual = f.residual;
-            b.f.add = f.add;
-            b.f.norm = f.norm;
-            b.f.eps = f.eps;
-            b.normed = normed;
-        }
-        if (r == 0 && fuse_conv) {
-            b.f.conv_state = f.conv_state;
-            b.f.conv_taps = f.conv_taps;
-            b.f.conv_kernel = f.conv_kernel;
-            b.f.conv_out = f.conv_out;
-        }
-        if (r == nruns - 1 && fuse_top_k) {
-            b.f.top_k = f.top_k;
-            b.f.top_k_rows = f.top_k_rows;
-            b.f.ids = f.ids;
-            b.f.weights = f.weights;
-            b.f.extra_id = f.extra_id;
-            b.logits = y[0];
-            b.experts = w[0]->rows;
-            b.counter = stream_counters(stream, 1);
-        }
-        gemv_launch(w, y, run.begin, run.end, x, int8, b, stream);
-    }
-    if (f.conv_out && !fuse_conv) conv1d_silu(y[0], f.conv_state, f.conv_taps, 1, w[0]->rows, f.conv_kernel, f.conv_out, stream);
-    if (f.top_k > 0 && !fuse_top_k)
-        router_top_k(y[0], f.top_k_rows, w[0]->rows, f.top_k, f.ids, f.weights, stream, f.extra_id);
 }
 
 void moe_gate_up_one(const MoeBatch& b, const float* x, float* act, cudaStream_t stream) {

@@ -100,8 +100,24 @@ __global__ void embed_kernel(DMat w, const int32_t* ids, float* out) {
 
 unsigned blocks_for(int64_t rows) { return unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock); }
 
-// matmul_multi's products for several tokens.
-void products(const DMat* const* w, float* const* y, int count, const float* x, int64_t n, cudaStream_t stream) {
+}  // namespace
+
+void matmul_generic_one(const DMat& w, const float* x, float* y, cudaStream_t stream) {
+    launch("matmul_kernel", matmul_kernel<1>, blocks_for(w.rows), kWarpsPerBlock * 32, 0, stream, w, x, int64_t(1), y);
+}
+
+void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream) {
+    const DMat* ws[1] = {&w};
+    float* ys[1] = {y};
+    matmul_multi(ws, ys, 1, x, n, stream);
+}
+
+void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, int64_t n, cudaStream_t stream) {
+    if (n <= 0) return;
+    if (n == 1) {
+        gemv_multi(w, y, count, x, stream);
+        return;
+    }
     // Several tokens: the matrices the tensor cores take with the first one's code width share a
     // launch; the others run on their own.
     const DMat* tw[kMaxGemvMats];
@@ -125,31 +141,6 @@ void products(const DMat* const* w, float* const* y, int count, const float* x, 
         }
     }
     mma_matmul(tw, ty, taken, x, n, stream);
-}
-
-}  // namespace
-
-void matmul_generic_one(const DMat& w, const float* x, float* y, cudaStream_t stream) {
-    launch("matmul_kernel", matmul_kernel<1>, blocks_for(w.rows), kWarpsPerBlock * 32, 0, stream, w, x, int64_t(1), y);
-}
-
-void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream) {
-    const DMat* ws[1] = {&w};
-    float* ys[1] = {y};
-    matmul_multi(ws, ys, 1, x, n, stream);
-}
-
-void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, int64_t n, cudaStream_t stream,
-                  const MatmulFusion& f) {
-    if (n <= 0) return;
-    if (n == 1) {
-        gemv_multi(w, y, count, x, f, stream);
-        return;
-    }
-    if (f.norm) rmsnorm(f.residual, f.norm, n, w[0]->cols, f.eps, const_cast<float*>(x), stream, f.add);
-    products(w, y, count, x, n, stream);
-    if (f.conv_out) conv1d_silu(y[0], f.conv_state, f.conv_taps, n, w[0]->rows, f.conv_kernel, f.conv_out, stream);
-    if (f.top_k > 0) router_top_k(y[0], f.top_k_rows, w[0]->rows, f.top_k, f.ids, f.weights, stream, f.extra_id);
 }
 
 void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream) {

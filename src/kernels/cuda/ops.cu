@@ -14,6 +14,110 @@ namespace flashmoe::cuda {
 
 namespace {
 
+// The largest (v, i) over the warp, ties to the lower index; every lane gets it.
+__device__ __forceinline__ void warp_arg_max(float& v, int32_t& i) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int32_t oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (ov > v || (ov == v && oi < i)) {
+            v = ov;
+            i = oi;
+        }
+    }
+}
+
+// The router of one token: softmax over `experts` logits (at most kTopKPerLane * 32), the k largest
+// (at most 32; ties: the lower index), their weights renormalised to sum 1. Every lane of a warp
+// calls it; lane j < k gets choice j.
+constexpr int kTopKPerLane = 16;
+__device__ __forceinline__ void warp_top_k(const float* logits, int64_t experts, int64_t k, int32_t& id,
+                                           float& weight) {
+    const int lane = threadIdx.x & 31;
+    float p[kTopKPerLane];
+    float mx = -FLT_MAX;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i) {
+        const int64_t e = lane + int64_t(i) * 32;
+        p[i] = e < experts ? logits[e] : -FLT_MAX;
+        mx = fmaxf(mx, p[i]);
+    }
+    mx = warp_max(mx);
+    float sum = 0;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i) {
+        const int64_t e = lane + int64_t(i) * 32;
+        if (e < experts) {
+            p[i] = expf(p[i] - mx);
+            sum += p[i];
+        } else {
+            p[i] = -1.0f;  // never chosen
+        }
+    }
+    sum = warp_sum(sum);
+    const float inv = 1.0f / sum;
+#pragma unroll
+    for (int i = 0; i < kTopKPerLane; ++i)
+        if (lane + int64_t(i) * 32 < experts) p[i] *= inv;
+    float chosen_sum = 0;
+    for (int64_t j = 0; j < k; ++j) {
+        float bv = -1.0f;
+        int32_t bi = INT32_MAX;
+#pragma unroll
+        for (int i = 0; i < kTopKPerLane; ++i) {
+            if (p[i] > bv) {  // ascending index within a lane: ties keep the lower index
+                bv = p[i];
+                bi = lane + i * 32;
+            }
+        }
+        warp_arg_max(bv, bi);
+        if (lane == j) {
+            id = bi;
+            weight = bv;
+        }
+        chosen_sum += bv;
+        if ((bi & 31) == lane) {
+#pragma unroll
+            for (int i = 0; i < kTopKPerLane; ++i)
+                if (i == (bi >> 5)) p[i] = -2.0f;
+        }
+    }
+    if (lane < k) weight = weight / chosen_sum;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ float block_sum(float v) {
+    __shared__ float part[32];
+    __shared__ float total;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();  // `part` may still be read by a previous call
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float s = lane < int(blockDim.x >> 5) ? part[lane] : 0.0f;
+        s = warp_sum(s);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    return total;
+}
+
+// Whether this block is the last of `blocks` to arrive on `counter`; if so, every write the others
+// made before arriving is visible to it (read them from L2: __ldcg), and the counter is back at zero
+// for the next launch. Every thread of the block calls it, after its last write the others need.
+__device__ __forceinline__ bool last_to_arrive(unsigned* counter, unsigned blocks) {
+    __shared__ bool last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(counter, 1u) == blocks - 1;
+        if (last) *counter = 0;  // every block has arrived
+    }
+    __syncthreads();
+    if (last) __threadfence();
+    return last;
+}
 
 __device__ float block_max(float v) {
     __shared__ float part[32];
@@ -32,11 +136,34 @@ __device__ float block_max(float v) {
     return total;
 }
 
-__global__ void rmsnorm_kernel(const float* x, const float* add, const float* w, int64_t dim, float eps, float* out) {
+// A row in registers: thread t keeps elements t + u * blockDim.x (u < kRowRegs), so that all of its
+// loads are in flight at once (a strided loop waits on each in turn).
+constexpr int kRowRegs = 16;
+
+__global__ void __launch_bounds__(1024) rmsnorm_kernel(const float* x, const float* add, const float* w, int64_t dim,
+                                                       float eps, float* out) {
     pdl_wait();
     pdl_trigger();
     const int64_t r = blockIdx.x;
-    add_rmsnorm_row(x + r * dim, add ? add + r * dim : nullptr, w, dim, eps, out + r * dim);
+    x += r * dim;
+    add = add ? add + r * dim : nullptr;
+    out += r * dim;
+    float v[kRowRegs], wv[kRowRegs];
+    float ss = 0;
+#pragma unroll
+    for (int u = 0; u < kRowRegs; ++u) {
+        const int64_t i = threadIdx.x + u * int64_t(blockDim.x);
+        v[u] = i >= dim ? 0.0f : add ? x[i] + add[i] : x[i];
+        wv[u] = i < dim ? w[i] : 0.0f;
+        ss += v[u] * v[u];
+    }
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+#pragma unroll
+    for (int u = 0; u < kRowRegs; ++u) {
+        const int64_t i = threadIdx.x + u * int64_t(blockDim.x);
+        if (i < dim) out[i] = (v[u] * inv) * wv[u];
+    }
 }
 
 // The end of a MoE block, one block per token: moe = sum_j routed[j] (+ sigmoid(g) * shared y), then
@@ -127,16 +254,28 @@ __device__ __forceinline__ AttendRange attend_range(const AttentionShape& s, con
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     constexpr int kWarps = kAttnThreads / 32;
     for (int64_t p0 = pb; p0 < pe; p0 += kAttnThreads) {
-        // Scores of this chunk: each warp takes every kWarps-th position, lanes split head_dim.
-        for (int j = warp; j < kAttnThreads; j += kWarps) {
-            const int64_t p = p0 + j;
-            float d = 0;
-            if (p < pe) {
-                const float* kp = keys + p * row + kvh * hd;
-                for (int64_t i = lane; i < hd; i += 32) d = fmaf(qs[i], kp[i], d);
+        // Scores of this chunk: each warp takes groups of kGroup positions (their loads in flight
+        // together), lanes split head_dim.
+        constexpr int kGroup = 4;
+        const int64_t valid = min(int64_t(kAttnThreads), pe - p0);
+        for (int j0 = warp * kGroup; j0 < kAttnThreads; j0 += kWarps * kGroup) {
+            float d[kGroup] = {0, 0, 0, 0};
+            if (j0 < valid) {
+                for (int64_t i = lane; i < hd; i += 32) {
+#pragma unroll
+                    for (int g = 0; g < kGroup; ++g)
+                        if (j0 + g < valid) d[g] = fmaf(qs[i], keys[(p0 + j0 + g) * row + kvh * hd + i], d[g]);
+                }
+#pragma unroll
+                for (int g = 0; g < kGroup; ++g) d[g] = warp_sum(d[g]);
             }
-            d = warp_sum(d);
-            if (lane == 0) prob[j] = p < pe ? d * scale : -FLT_MAX;
+            if (lane < kGroup) {
+                float dl = d[0];
+#pragma unroll
+                for (int g = 1; g < kGroup; ++g)
+                    if (lane == g) dl = d[g];
+                prob[j0 + lane] = j0 + lane < valid ? dl * scale : -FLT_MAX;
+            }
         }
         __syncthreads();
         const int64_t p = p0 + threadIdx.x;
@@ -155,6 +294,7 @@ __device__ __forceinline__ AttendRange attend_range(const AttentionShape& s, con
             if (d < hd) {
                 float a = r.acc[u] * corr;
                 const float* vp = values + p0 * row + kvh * hd + d;
+#pragma unroll 8
                 for (int64_t j = 0; j < chunk; ++j) a = fmaf(prob[j], vp[j * row], a);
                 r.acc[u] = a;
             }
@@ -283,18 +423,19 @@ __global__ void __launch_bounds__(kTiledThreads) attention_tiled_kernel(Attentio
 
 // A single token's attention split over blocks (flash-decoding): block (head, split) takes cache
 // rows [split * chunk, min(len, (split + 1) * chunk)) and leaves its running max, sum and unnormalised
-// output in part[(head * splits + split) * (head_dim + 2)]; attention_merge_kernel combines them.
+// output in part[(head * splits + split) * (head_dim + 2)]; the last block of a head to finish
+// merges them into o (counters: one per head, zero between launches).
 __global__ void attention_split_kernel(AttentionShape s, const float* q, const float* keys, const float* values,
-                                       int64_t chunk, float* part) {
+                                       int64_t chunk, float* part, float* o, unsigned* counters) {
     pdl_wait();
     pdl_trigger();
     extern __shared__ float smem[];
-    const int64_t h = blockIdx.x, split = blockIdx.y, hd = s.head_dim;
+    const int64_t h = blockIdx.x, split = blockIdx.y, splits = gridDim.y, hd = s.head_dim;
     const int64_t kvh = h / (s.heads / s.kv_heads);
     const int64_t len = (s.d_position ? *s.d_position : s.position) + 1;
     const int64_t pb = split * chunk, pe = min(len, pb + chunk);
     const AttendRange r = attend_range(s, q + h * 2 * hd, keys, values, kvh, pb, pe, smem, smem + hd);
-    float* out = part + (h * gridDim.y + split) * (hd + 2);
+    float* out = part + (h * splits + split) * (hd + 2);
 #pragma unroll
     for (int u = 0; u < kAttnMaxDimPerThread; ++u) {
         const int64_t d = threadIdx.x + int64_t(u) * kAttnThreads;
@@ -304,26 +445,42 @@ __global__ void attention_split_kernel(AttentionShape s, const float* q, const f
         out[hd] = r.m;  // -FLT_MAX with l = 0 for a split past the end
         out[hd + 1] = r.l;
     }
-}
-
-__global__ void attention_merge_kernel(AttentionShape s, const float* q, const float* part, int64_t splits, float* o) {
-    pdl_wait();
-    pdl_trigger();
-    const int64_t h = blockIdx.x, hd = s.head_dim;
+    if (!last_to_arrive(counters + h, unsigned(splits))) return;
+    // the head's splits merged by the last of them to finish
     const float* ph = part + h * splits * (hd + 2);
     float M = -FLT_MAX;
-    for (int64_t i = 0; i < splits; ++i) M = fmaxf(M, ph[i * (hd + 2) + hd]);
+    for (int64_t i = 0; i < splits; ++i) M = fmaxf(M, __ldcg(ph + i * (hd + 2) + hd));
     float L = 0;
-    for (int64_t i = 0; i < splits; ++i) L += ph[i * (hd + 2) + hd + 1] * expf(ph[i * (hd + 2) + hd] - M);
+    for (int64_t i = 0; i < splits; ++i) L += __ldcg(ph + i * (hd + 2) + hd + 1) * expf(__ldcg(ph + i * (hd + 2) + hd) - M);
     const float* gate = q + h * 2 * hd + hd;
     for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
         float a = 0;
-        for (int64_t i = 0; i < splits; ++i) a += ph[i * (hd + 2) + d] * expf(ph[i * (hd + 2) + hd] - M);
+        for (int64_t i = 0; i < splits; ++i) a += __ldcg(ph + i * (hd + 2) + d) * expf(__ldcg(ph + i * (hd + 2) + hd) - M);
         o[h * hd + d] = (a / L) * sigmoid(gate[d]);
     }
 }
 
+// One token of the causal conv (kernel K <= kMaxConvKernel) on channel ch (of C): silu of sum_j
+// taps[ch, j] * window[j] over the window [state rows 0 .. K-2 ; v], then the state advanced to end
+// with v. Every load is issued before the first use.
 constexpr int kMaxConvKernel = 8;
+__device__ __forceinline__ float conv_step(float v, float* state, const float* taps, int64_t ch, int64_t C,
+                                           int64_t K) {
+    float win[kMaxConvKernel], tap[kMaxConvKernel];
+#pragma unroll
+    for (int j = 0; j < kMaxConvKernel; ++j) {
+        tap[j] = j < K ? taps[ch * K + j] : 0.0f;
+        win[j] = j + 1 < K ? state[j * C + ch] : v;
+    }
+    float s = 0;
+#pragma unroll
+    for (int j = 0; j < kMaxConvKernel; ++j)
+        if (j < K) s = fmaf(tap[j], win[j], s);
+#pragma unroll
+    for (int j = 0; j + 1 < kMaxConvKernel; ++j)
+        if (j + 1 < K) state[j * C + ch] = win[j + 1];
+    return silu(s);
+}
 
 __global__ void conv1d_silu_kernel(const float* x, float* state, const float* taps, int64_t C, int64_t K, float* out) {
     pdl_wait();
@@ -380,9 +537,7 @@ constexpr int kDeltaWarps = 8;
 constexpr int kDeltaMaxKey = 256;
 constexpr int kDeltaRows = kDeltaMaxKey / kDeltaWarps;  // state rows per thread, at most
 
-// With a.norm, the last block of each value head to finish applies the gated output norm to the
-// head's rows (counters: one per value head, zero between launches).
-__global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs a, unsigned* counters) {
+__global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs a) {
     pdl_wait();
     pdl_trigger();
     __shared__ float qs[kDeltaMaxKey], ks[kDeltaMaxKey];
@@ -478,17 +633,18 @@ __global__ void __launch_bounds__(kDeltaWarps * 32) deltanet_kernel(DeltaNetArgs
         const int64_t i = warp + int64_t(m) * kDeltaWarps;
         if (valid && i < Dk) Sg[i * Dv + j] = S[m];
     }
-    if (a.norm && last_to_arrive(counters + h, gridDim.y)) {
-        for (int64_t t = 0; t < a.n; ++t)
-            gated_rmsnorm_row(a.out + t * vd + h * Dv, a.z + t * vd + h * Dv, a.norm, Dv, a.eps);
-    }
 }
 
 __global__ void gated_rmsnorm_kernel(float* o, const float* z, const float* w, int64_t dim, float eps) {
     pdl_wait();
     pdl_trigger();
-    const int64_t r = blockIdx.x;
-    gated_rmsnorm_row(o + r * dim, z + r * dim, w, dim, eps);
+    float* orow = o + int64_t(blockIdx.x) * dim;
+    const float* zr = z + int64_t(blockIdx.x) * dim;
+    float ss = 0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += orow[i] * orow[i];
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = ((orow[i] * inv) * w[i]) * silu(zr[i]);
 }
 
 // One block per token: softmax in shared memory, then k rounds of arg-max.
@@ -627,14 +783,16 @@ __global__ void __launch_bounds__(kGroupThreads) group_by_expert_kernel(const Ex
 void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out, cudaStream_t stream,
              const float* add) {
     if (rows <= 0) return;
-    launch("rmsnorm_kernel", rmsnorm_kernel, unsigned(rows), kNormThreads, 0, stream, x, add, w, dim, eps, out);
+    if (dim > kRowRegs * 1024) CUDA_CHECK(cudaErrorInvalidValue);  // rows beyond 16,384 floats
+    const int64_t threads = std::max<int64_t>(256, (dim + kRowRegs * 32 - 1) / (kRowRegs * 32) * 32);
+    launch("rmsnorm_kernel", rmsnorm_kernel, unsigned(rows), unsigned(threads), 0, stream, x, add, w, dim, eps, out);
 }
 
 void moe_finish(const float* routed, int64_t n, int64_t k, const float* shared_y, const float* shared_g, float* x,
                 const float* mix, const float* w, int64_t dim, float eps, float* out, cudaStream_t stream) {
     if (n <= 0) return;
-    launch("moe_finish_kernel", moe_finish_kernel, unsigned(n), 512, 0, stream, routed, k, shared_y, shared_g, x, mix,
-           w, dim, eps, out);
+    launch("moe_finish_kernel", moe_finish_kernel, unsigned(n), 512, 0, stream, routed, k, shared_y, shared_g, x, mix, w,
+           dim, eps, out);
 }
 
 void attention_prepare(const AttentionShape& s, float* q, const float* k, const float* v, const float* q_norm,
@@ -660,8 +818,8 @@ void attention(const AttentionShape& s, const float* q, const float* keys, const
         // grown only while uncaptured: the forward runs a configuration before it captures it
         float* part = static_cast<float*>(
             stream_scratch(stream, Scratch::AttentionSplits, size_t(s.heads * splits * (s.head_dim + 2)) * 4));
-        launch("attention_split_kernel", attention_split_kernel, dim3(unsigned(s.heads), unsigned(splits)), kAttnThreads, smem, stream, s, q, keys, values, chunk, part);
-        launch("attention_merge_kernel", attention_merge_kernel, unsigned(s.heads), 128, 0, stream, s, q, part, splits, out);
+        launch("attention_split_kernel", attention_split_kernel, dim3(unsigned(s.heads), unsigned(splits)), kAttnThreads,
+               smem, stream, s, q, keys, values, chunk, part, out, stream_counters(stream, s.heads));
         return;
     }
     if (s.n > 1 && s.head_dim >= 32 && s.head_dim <= kTiledMaxDim && (s.head_dim & (s.head_dim - 1)) == 0) {
@@ -695,12 +853,12 @@ void deltanet_recurrence(const DeltaNetArgs& a, cudaStream_t stream) {
     }
     if (a.key_dim > kDeltaMaxKey) CUDA_CHECK(cudaErrorInvalidValue);  // key heads beyond 256
     launch("deltanet_kernel", deltanet_kernel, dim3(unsigned(a.value_heads), unsigned((a.value_dim + 31) / 32)),
-           kDeltaWarps * 32, 0, stream, a, a.norm ? stream_counters(stream, a.value_heads) : nullptr);
+           kDeltaWarps * 32, 0, stream, a);
 }
 
 void gated_rmsnorm(float* o, const float* z, const float* w, int64_t rows, int64_t dim, float eps, cudaStream_t stream) {
     if (rows <= 0) return;
-    launch("gated_rmsnorm_kernel", gated_rmsnorm_kernel, unsigned(rows), kNormThreads, 0, stream, o, z, w, dim, eps);
+    launch("gated_rmsnorm_kernel", gated_rmsnorm_kernel, unsigned(rows), 128, 0, stream, o, z, w, dim, eps);
 }
 
 void router_top_k(const float* logits, int64_t n, int64_t experts, int64_t k, int32_t* ids, float* weights,

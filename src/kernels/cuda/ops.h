@@ -17,53 +17,25 @@ namespace flashmoe::cuda {
 // y[t, r] = sum_c W[r, c] * x[t, c]; x [n, w.cols], y [n, w.rows]. fp32 accumulation.
 void matmul(const DMat& w, const float* x, int64_t n, float* y, cudaStream_t stream);
 
-// Work matmul_multi takes on besides the products, each with the effect of the op it names (folded
-// into a one-token launch where the formats allow; otherwise that op runs as well).
-struct MatmulFusion {
-    // Before: the input x = rmsnorm(residual + add) * norm, as rmsnorm(residual, norm, n, cols, eps,
-    // x, add) (x is written; the residual is not changed).
-    const float* residual = nullptr;
-    const float* add = nullptr;
-    const float* norm = nullptr;
-    float eps = 0;
-    // After: y[0] (the DeltaNet input projection) through conv1d_silu(y[0], conv_state, conv_taps, n,
-    // w[0].rows, conv_kernel, conv_out) (y[0] itself may then be left unwritten).
-    float* conv_state = nullptr;
-    const float* conv_taps = nullptr;
-    int64_t conv_kernel = 0;
-    float* conv_out = nullptr;
-    // After: router_top_k(y[0], top_k_rows, w[0].rows, top_k, ids, weights, extra_id) over
-    // top_k_rows rows of logits from y[0] on (more than n where y[1] follows y[0]: the guess of the
-    // next layer's experts). top_k == 0: none.
-    int64_t top_k = 0;
-    int64_t top_k_rows = 0;
-    int32_t* ids = nullptr;
-    float* weights = nullptr;
-    int32_t extra_id = -1;
-};
-
 // y_m = W_m x for `count` (at most kMaxGemvMats) matrices sharing one input x [n, w_m.cols]
 // (y_m [n, w_m.rows]) in as few launches as their formats allow (one token: matrices of one shape;
-// several: those on the tensor cores, with one preparation of x), with the work `fusion` names.
-// Same results as matmul(w_m, x, n, y_m) and those ops in turn.
+// several: those on the tensor cores, with one preparation of x). Same results as
+// matmul(w_m, x, n, y_m).
 constexpr int kMaxGemvMats = 4;
-void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, int64_t n, cudaStream_t stream,
-                  const MatmulFusion& fusion = {});
+void matmul_multi(const DMat* const* w, float* const* y, int count, const float* x, int64_t n, cudaStream_t stream);
 
 // out[t, :] = row ids[t] of w, dequantised to fp32; ids are device int32 in [0, w.rows).
 void embed_rows(const DMat& w, const int32_t* ids, int64_t n, float* out, cudaStream_t stream);
 
 // out[r, :] = v / sqrt(mean(v^2) + eps) * w with v = x[r, :] + add[r, :] (add null: x[r, :]); rows of
-// `dim` floats, x and out may alias. Blocks of kNormThreads threads: a one-token product folding the
-// norm in (MatmulFusion) sums in the same order, so gets the same bits.
-constexpr int kNormThreads = 256;
+// `dim` floats (at most 16,384), x and out may alias, x is not changed.
 void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out, cudaStream_t stream,
              const float* add = nullptr);
 
 // The end of a MoE block for n tokens: moe = sum_j routed[t*k + j, :] + sigmoid(shared_g[t]) *
 // shared_y[t, :] (shared_y may be null), x[t, :] = (x[t, :] + mix[t, :]) + moe, then out[t, :] =
-// rmsnorm(x[t, :]) * w (w null: x only). mix is the mixer's output, the residual add the router's
-// norm (MatmulFusion) left undone.
+// rmsnorm(x[t, :]) * w (w null: x only). mix is the mixer's output, which the router's input norm
+// (rmsnorm with add) has not added to x.
 void moe_finish(const float* routed, int64_t n, int64_t k, const float* shared_y, const float* shared_g, float* x,
                 const float* mix, const float* w, int64_t dim, float eps, float* out, cudaStream_t stream);
 
@@ -107,10 +79,6 @@ struct DeltaNetArgs {
     float* state = nullptr;       // [value_heads, key_dim, value_dim], updated
     float* out = nullptr;         // [n, value_heads * value_dim]
     int64_t n = 0, conv_dim = 0, value_heads = 0, key_heads = 0, key_dim = 0, value_dim = 0;
-    // When norm is set, out then goes through gated_rmsnorm(out, z, norm, n * value_heads, value_dim, eps).
-    const float* z = nullptr;     // [n, value_heads * value_dim]
-    const float* norm = nullptr;  // [value_dim]
-    float eps = 0;
 };
 // The gated delta rule (l2-normalised q, k; beta = sigmoid(b); decay from A_log, a, dt_bias): token by
 // token, or chunked (deltanet_chunked) for prompts of at least kDeltaChunkedMinTokens tokens with keys

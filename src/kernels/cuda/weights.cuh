@@ -142,8 +142,7 @@ __device__ inline void row_dot(const DMat& w, int64_t r, const float* const* xs,
 }
 
 // matmul_multi for one token (gemv.cu).
-void gemv_multi(const DMat* const* w, float* const* y, int count, const float* x, const MatmulFusion& fusion,
-                cudaStream_t stream);
+void gemv_multi(const DMat* const* w, float* const* y, int count, const float* x, cudaStream_t stream);
 // y = W x for one token through the generic kernel (one warp per row; any format).
 void matmul_generic_one(const DMat& w, const float* x, float* y, cudaStream_t stream);
 // moe_gate_up / moe_down for one token (b.tokens == 1, one slot per job): the single-token kernels.

@@ -468,8 +468,8 @@ void Qwen35MoeCuda::run_layers(CudaSequenceState& st, int64_t n, int64_t k, bool
     prof("norm");
     for (int64_t l = 0; l < c.num_layers; ++l) {
         const DLayer& L = layers_[size_t(l)];
-        // The mixer's output goes to mix; the router's launch normalises x + mix for the MoE, and
-        // moe_finish adds both to x with the next layer's norm (the residual adds fused with the norms).
+        // The mixer's output goes to mix; the MoE's input is x + mix normalised, and moe_finish adds
+        // both to x with the next layer's norm (each residual add fused with a norm).
         if (L.kind == LayerKind::Attention) attention(l, st, n);
         else deltanet(l, st, n);
         moe(l, k, n, device_routing);
@@ -523,15 +523,12 @@ void Qwen35MoeCuda::deltanet(int64_t layer, CudaSequenceState& st, int64_t n) {
     float* a = scratch(kA, size_t(n * Hv));
     const DMat* ws[4] = {&w.in_proj_qkv, &w.in_proj_z, &w.in_proj_b, &w.in_proj_a};
     float* ys[4] = {qkv, z, b, a};
+    matmul_multi(ws, ys, 4, xn, n, s);
+    prof("dn in_proj");
     auto& L = st.layers[size_t(layer)];
     float* conv = scratch(kConv, size_t(n * C));
-    MatmulFusion then_conv;
-    then_conv.conv_state = L.conv.as<float>();
-    then_conv.conv_taps = w.conv1d;
-    then_conv.conv_kernel = c.linear_conv_kernel;
-    then_conv.conv_out = conv;
-    matmul_multi(ws, ys, 4, xn, n, s, then_conv);
-    prof("dn in_proj + conv");
+    conv1d_silu(qkv, L.conv.as<float>(), w.conv1d, n, C, c.linear_conv_kernel, conv, s);
+    prof("dn conv");
     float* o = scratch(kO, size_t(n * vd));
     DeltaNetArgs args;
     args.qkv = conv;
@@ -547,11 +544,10 @@ void Qwen35MoeCuda::deltanet(int64_t layer, CudaSequenceState& st, int64_t n) {
     args.key_heads = c.linear_num_key_heads;
     args.key_dim = c.linear_key_head_dim;
     args.value_dim = c.linear_value_head_dim;
-    args.z = z;
-    args.norm = w.norm;
-    args.eps = float(c.rms_norm_eps);
     deltanet_recurrence(args, s);
-    prof("dn recurrence + gated norm");
+    prof("dn recurrence");
+    gated_rmsnorm(o, z, w.norm, n * Hv, c.linear_value_head_dim, float(c.rms_norm_eps), s);
+    prof("dn gated norm");
     matmul(w.out_proj, o, n, scratch_[kMix].as<float>(), s);
     prof("dn out_proj");
 }
@@ -591,18 +587,13 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
         ws[count] = &L.shared_gate;
         ys[count++] = sg;
     }
-    MatmulFusion router;
-    router.residual = scratch_[kX].as<float>();
-    router.add = scratch_[kMix].as<float>();
-    router.norm = L.post_norm;
-    router.eps = float(c.rms_norm_eps);
-    router.top_k = k;
-    router.top_k_rows = rows;
-    router.ids = d_ids_.as<int32_t>();
-    router.weights = d_weights_.as<float>();
-    router.extra_id = shared_slot ? int32_t(E) : -1;
-    matmul_multi(ws, ys, count, xn, n, s, router);
-    prof("router (norm, product, top-k)");
+    // the MoE's input: x + mix normalised (x itself takes mix in moe_finish)
+    rmsnorm(scratch_[kX].as<float>(), L.post_norm, n, H, float(c.rms_norm_eps), xn, s, scratch_[kMix].as<float>());
+    prof("norm");
+    matmul_multi(ws, ys, count, xn, n, s);
+    prof("router matmul");
+    router_top_k(probs, rows, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s, shared_slot ? int32_t(E) : -1);
+    prof("router top-k");
     finish_shared_y_ = nullptr;
     bool shared_done = false;
     if (device_routing && n > 1) {
