@@ -2,8 +2,9 @@
 // that ctest never runs it):
 //   FLASHMOE_BENCH_MODEL=synth35b.fmoe [FLASHMOE_BENCH_VRAM=40GiB FLASHMOE_BENCH_CACHE=4GiB
 //   FLASHMOE_BENCH_IO=direct] test_cuda --gtest_also_run_disabled_tests --gtest_filter='*Bench*'
-// Prints load time, warm prefill of 512 tokens (best of 3) and 128 decode steps at K = 8, with the
-// expert cache's decode figures (FLASHMOE_CUDA_PREFETCH=0 turns the guess-ahead prefetch off).
+// Prints load time, warm prefill of 512 tokens (best of 3) and 128 decode steps (FLASHMOE_BENCH_STEPS
+// for another count) at K = 8, with the expert cache's decode figures (FLASHMOE_CUDA_PREFETCH=0 turns
+// the guess-ahead prefetch off).
 #include "cuda_test_util.h"
 #include "engine/loaded_model.h"
 #include "kernels/cpu/matmul.h"
