@@ -167,29 +167,58 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(const float* x, const flo
 }
 
 // The end of a MoE block, one block per token: moe = sum_j routed[j] (+ sigmoid(g) * shared y), then
-// x = (x + mix) + moe and out = rmsnorm(x) * w (w null: x only).
-__global__ void moe_finish_kernel(const float* routed, int64_t k, const float* shared_y, const float* shared_g,
-                                  float* x, const float* mix, const float* w, int64_t dim, float eps, float* out) {
+// x = (x + mix) + moe and out = rmsnorm(x) * w (w null: x only). A thread takes kFinishPer elements a
+// pass and loads all of them before its first store (a store between loads would order them).
+constexpr int kFinishThreads = 1024, kFinishPer = 4;
+__global__ void __launch_bounds__(kFinishThreads) moe_finish_kernel(const float* routed, int64_t k,
+                                                                    const float* shared_y, const float* shared_g,
+                                                                    float* x, const float* mix, const float* w,
+                                                                    int64_t dim, float eps, float* out) {
     pdl_wait();
     pdl_trigger();
-    const int64_t t = blockIdx.x;
+    const int64_t t = blockIdx.x, pass = kFinishPer * int64_t(blockDim.x);
     routed += t * k * dim;
     x += t * dim;
     mix += t * dim;
+    out += t * dim;
     const float sig = shared_y ? sigmoid(shared_g[t]) : 0.0f;
     float ss = 0;
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
-        float m = 0;
-        for (int64_t j = 0; j < k; ++j) m += routed[j * dim + i];
-        if (shared_y) m += sig * shared_y[t * dim + i];
-        const float v = (x[i] + mix[i]) + m;
-        x[i] = v;
-        ss += v * v;
+    for (int64_t c = threadIdx.x; c < dim; c += pass) {
+        float v[kFinishPer];
+#pragma unroll
+        for (int u = 0; u < kFinishPer; ++u) {
+            const int64_t i = c + u * int64_t(blockDim.x);
+            v[u] = 0.0f;
+            if (i >= dim) continue;
+            float m = 0;
+            for (int64_t j = 0; j < k; ++j) m += routed[j * dim + i];
+            if (shared_y) m += sig * shared_y[t * dim + i];
+            v[u] = (x[i] + mix[i]) + m;
+        }
+#pragma unroll
+        for (int u = 0; u < kFinishPer; ++u) {
+            const int64_t i = c + u * int64_t(blockDim.x);
+            if (i < dim) x[i] = v[u];
+            ss += v[u] * v[u];
+        }
     }
     if (!w) return;  // (uniform)
     ss = block_sum(ss);
     const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) out[t * dim + i] = (x[i] * inv) * w[i];
+    for (int64_t c = threadIdx.x; c < dim; c += pass) {
+        float v[kFinishPer], wv[kFinishPer];
+#pragma unroll
+        for (int u = 0; u < kFinishPer; ++u) {
+            const int64_t i = c + u * int64_t(blockDim.x);
+            v[u] = i < dim ? x[i] : 0.0f;
+            wv[u] = i < dim ? w[i] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < kFinishPer; ++u) {
+            const int64_t i = c + u * int64_t(blockDim.x);
+            if (i < dim) out[i] = (v[u] * inv) * wv[u];
+        }
+    }
 }
 
 // One block per (token, head): heads [0, heads) are query halves (normalised and rotated in place),
@@ -791,8 +820,9 @@ void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float ep
 void moe_finish(const float* routed, int64_t n, int64_t k, const float* shared_y, const float* shared_g, float* x,
                 const float* mix, const float* w, int64_t dim, float eps, float* out, cudaStream_t stream) {
     if (n <= 0) return;
-    launch("moe_finish_kernel", moe_finish_kernel, unsigned(n), 512, 0, stream, routed, k, shared_y, shared_g, x, mix, w,
-           dim, eps, out);
+    // one token: its row over the most threads (the step's critical path); prompts: more blocks an SM
+    launch("moe_finish_kernel", moe_finish_kernel, unsigned(n), n == 1 ? kFinishThreads : 256, 0, stream, routed, k,
+           shared_y, shared_g, x, mix, w, dim, eps, out);
 }
 
 void attention_prepare(const AttentionShape& s, float* q, const float* k, const float* v, const float* q_norm,
