@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <map>
-#include <set>
 #include <mutex>
+#include <set>
 #include <utility>
 #include <atomic>
 #include <cstdlib>

@@ -45,8 +45,9 @@ bool cuda_int8_activations();
 // graph keeps the pointer it saw, so a user must size its scratch with an uncaptured run first.
 enum class Scratch { TensorCoreActivations, AttentionSplits, DeltaChunks, Counters };
 void* stream_scratch(cudaStream_t stream, Scratch purpose, size_t bytes);
-// At least `count` zeroed counters per stream for the last-block hand-offs of fused launches (each
-// launch leaves its counters at zero again); the same rules as stream_scratch.
+// At least `count` zeroed counters per stream for kernels whose last block to finish does the
+// launch's final step (each launch leaves its counters at zero again); the same rules as
+// stream_scratch.
 unsigned* stream_counters(cudaStream_t stream, int64_t count);
 
 // Number of usable CUDA devices; 0 when there is no driver or no device (never throws).

@@ -566,15 +566,6 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     const int64_t rows = guess ? 2 : n;
     float* probs = scratch(kProbs, size_t(rows * E));
     float* sg = scratch(kSharedG, size_t(n));
-    const size_t slots = size_t(n * k);
-    // A resident decode step runs the shared expert as one more slot of the routed launches (id E
-    // of the layer's table, weight 1; token = slot / (k + 1) = 0): the same kernels as
-    // shared_expert() uses for one token, so the same bits, two launches fewer.
-    const bool shared_slot = device_routing && n == 1 && L.has_shared && c.shared_expert_intermediate_size == I;
-    const size_t total = slots + (shared_slot ? 1 : 0);
-    const size_t id_rows = size_t(rows * k);  // with the guess: k more
-    grow(d_ids_, std::max(total, id_rows) * 4);
-    grow(d_weights_, std::max(total, id_rows) * 4);
     // matmul_multi gives each matrix the bits of its own product
     const DMat* ws[3] = {&L.router};
     float* ys[3] = {probs};
@@ -592,6 +583,15 @@ void Qwen35MoeCuda::moe(int64_t layer, int64_t k, int64_t n, bool device_routing
     prof("norm");
     matmul_multi(ws, ys, count, xn, n, s);
     prof("router matmul");
+    const size_t slots = size_t(n * k);
+    // A resident decode step runs the shared expert as one more slot of the routed launches (id E
+    // of the layer's table, weight 1; token = slot / (k + 1) = 0): the same kernels as
+    // shared_expert() uses for one token, so the same bits, two launches fewer.
+    const bool shared_slot = device_routing && n == 1 && L.has_shared && c.shared_expert_intermediate_size == I;
+    const size_t total = slots + (shared_slot ? 1 : 0);
+    const size_t id_rows = size_t(rows * k);  // with the guess: k more
+    grow(d_ids_, std::max(total, id_rows) * 4);
+    grow(d_weights_, std::max(total, id_rows) * 4);
     router_top_k(probs, rows, E, k, d_ids_.as<int32_t>(), d_weights_.as<float>(), s, shared_slot ? int32_t(E) : -1);
     prof("router top-k");
     finish_shared_y_ = nullptr;
