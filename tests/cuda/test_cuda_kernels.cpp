@@ -258,8 +258,8 @@ TEST(CudaKernels, RmsnormAndElementwiseMatchReference) {
             }
         }
     }
-    // the residual adds: rmsnorm of x + add (x unchanged), and moe_finish (one token: its row split
-    // over blocks, 2048 and 300 wide)
+    // the residual adds: rmsnorm of x + add (x unchanged), and moe_finish (one token: its row over
+    // 1,024 threads, 2048 and 300 wide)
     for (auto [n, H] : {std::pair<int64_t, int64_t>{3, 37}, {1, 2048}, {1, 300}}) {
     SCOPED_TRACE("n " + std::to_string(n) + " H " + std::to_string(H));
     const int64_t k = 3;

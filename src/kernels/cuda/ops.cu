@@ -806,7 +806,6 @@ __global__ void __launch_bounds__(kGroupThreads) group_by_expert_kernel(const Ex
     }
 }
 
-
 }  // namespace
 
 void rmsnorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out, cudaStream_t stream,
